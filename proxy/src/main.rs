@@ -1,0 +1,3 @@
+fn main() {
+    println!("lameduck {}", env!("CARGO_PKG_VERSION"));
+}
