@@ -1,0 +1,336 @@
+//! Every setting lameduck has, parsed and validated up front, in one place.
+//!
+//! Each flag is also an environment variable (`LAMEDUCK_<FLAG>`), because in a pod spec `env` is
+//! often easier to patch (kustomize, Helm) than `args`. A wrong flag or value exits 2 with one
+//! line naming it: clap does that for syntax, [`RunArgs::validate`] for the relations between
+//! values (the shutdown budget above all), so a misconfigured sidecar never starts half-right.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Safety margin the budget check adds on top of the three shutdown stages: the kubelet's own
+/// signalling, process exit and scheduling jitter all come out of the same grace period.
+pub const BUDGET_MARGIN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lameduck",
+    version,
+    about = "Sidecar reverse proxy that keeps Kubernetes rollouts from dropping requests",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a rendered Deployment or Pod manifest for wiring that would break a zero-downtime
+    /// rollout (probes, preStop, grace-period budget, rollout strategy). FILE or - for stdin.
+    Check {
+        /// Path of the manifest (YAML or JSON, multi-document allowed), or - for stdin.
+        file: String,
+    },
+}
+
+/// The flags of the proxy itself (`lameduck [FLAGS]`).
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Data-plane address: what the Service's targetPort points at.
+    #[arg(long, env = "LAMEDUCK_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// The app, as host:port. Resolved once at start; requests never go anywhere else.
+    #[arg(long, env = "LAMEDUCK_UPSTREAM", default_value = "127.0.0.1:9090", value_parser = parse_upstream)]
+    pub upstream: SocketAddr,
+
+    /// Admin address: /ready /live /drain /status /metrics. Never served on the data port.
+    #[arg(long, env = "LAMEDUCK_ADMIN_LISTEN", default_value = "0.0.0.0:9901")]
+    pub admin_listen: SocketAddr,
+
+    /// How to tell that the app is ready: `http:/PATH` (a 2xx is ready), `tcp` (it accepts a
+    /// connection) or `none` (always ready).
+    #[arg(long, env = "LAMEDUCK_APP_PROBE", default_value = "http:/ready")]
+    pub app_probe: AppProbe,
+
+    /// How often the app probe runs.
+    #[arg(long, env = "LAMEDUCK_APP_PROBE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub app_probe_interval: Duration,
+
+    /// How long one app probe may take before it counts as a failure.
+    #[arg(long, env = "LAMEDUCK_APP_PROBE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub app_probe_timeout: Duration,
+
+    /// While starting, requests are held until the app is ready, for at most this long; then
+    /// they get 503 with Retry-After.
+    #[arg(long, env = "LAMEDUCK_STARTUP_HOLD", default_value = "10s", value_parser = parse_duration)]
+    pub startup_hold: Duration,
+
+    /// Minimum lame-duck window: how long after the shutdown signal lameduck keeps serving new
+    /// requests while endpoint removal propagates.
+    #[arg(long, env = "LAMEDUCK_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// After the minimum window, the window ends once no new request has arrived for this long.
+    /// 0 makes the window fixed at --shutdown-delay.
+    #[arg(long, env = "LAMEDUCK_SHUTDOWN_QUIET", default_value = "1s", value_parser = parse_duration)]
+    pub shutdown_quiet: Duration,
+
+    /// Hard cap on the lame-duck window, however late requests keep arriving.
+    #[arg(long, env = "LAMEDUCK_SHUTDOWN_DELAY_MAX", default_value = "15s", value_parser = parse_duration)]
+    pub shutdown_delay_max: Duration,
+
+    /// Cap on draining: in-flight requests still running after this are cut (and counted).
+    #[arg(long, env = "LAMEDUCK_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// `/ready` during the lame-duck window: `fail` (503 at once; the default) or `serve` (stay
+    /// 200, for clusters relying on kube-proxy's fallback to serving-but-terminating endpoints).
+    #[arg(long, env = "LAMEDUCK_READINESS_ON_SHUTDOWN", value_enum, default_value_t = ReadinessOnShutdown::Fail)]
+    pub readiness_on_shutdown: ReadinessOnShutdown,
+
+    /// The pod's terminationGracePeriodSeconds. When given, lameduck refuses to start if the
+    /// shutdown budget does not fit in it.
+    #[arg(long, env = "LAMEDUCK_TERMINATION_GRACE_PERIOD", value_parser = parse_duration)]
+    pub termination_grace_period: Option<Duration>,
+
+    /// How long the app's own graceful shutdown may take after lameduck has drained (the seed
+    /// app's own timeout is 10s). Used only by the budget check.
+    #[arg(long, env = "LAMEDUCK_APP_SHUTDOWN_BUDGET", default_value = "10s", value_parser = parse_duration)]
+    pub app_shutdown_budget: Duration,
+
+    /// Keep-alive connections from clients idle for this long are closed. Longer than the usual
+    /// 60s of ingress controllers and cloud load balancers, so the client side closes first.
+    #[arg(long, env = "LAMEDUCK_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// A client that sends nothing for this long while a request's headers or body are being
+    /// read is disconnected (slowloris protection).
+    #[arg(long, env = "LAMEDUCK_CLIENT_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub client_read_timeout: Duration,
+
+    /// Timeout for connecting to the app; a failure is answered 502.
+    #[arg(long, env = "LAMEDUCK_UPSTREAM_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub upstream_connect_timeout: Duration,
+
+    /// Timeout for each read from the app (time to first byte included); a timeout is answered
+    /// 504.
+    #[arg(long, env = "LAMEDUCK_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Worker threads. A sidecar shares the pod's CPU with its app: 1 is plenty for most.
+    #[arg(long, env = "LAMEDUCK_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
+
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, env = "LAMEDUCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadinessOnShutdown {
+    Fail,
+    Serve,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How lameduck decides that the app behind it is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppProbe {
+    /// `GET PATH` on the upstream; a 2xx is ready.
+    Http { path: String },
+    /// The upstream accepts a TCP connection.
+    Tcp,
+    /// Always ready: for apps with no readiness endpoint.
+    None,
+}
+
+impl FromStr for AppProbe {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tcp" => Ok(AppProbe::Tcp),
+            "none" => Ok(AppProbe::None),
+            _ => match s.strip_prefix("http:") {
+                Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
+                    Ok(AppProbe::Http { path: path.to_string() })
+                }
+                _ => Err(format!(
+                    "expected `http:/PATH`, `tcp` or `none`, got `{s}`"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for AppProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppProbe::Http { path } => write!(f, "http:{path}"),
+            AppProbe::Tcp => f.write_str("tcp"),
+            AppProbe::None => f.write_str("none"),
+        }
+    }
+}
+
+/// Durations as people write them: `5s`, `250ms`, `1m30s`. A bare `0` means zero.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration like 5s or 250ms ({e})"))
+}
+
+fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("`{s}` is not a host:port that resolves ({e})"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
+}
+
+/// The time a pod needs between the start of its termination and the app's exit, stage by stage.
+/// Kubernetes kills the pod at terminationGracePeriodSeconds whatever is still running, so this
+/// must fit in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownBudget {
+    pub shutdown_delay_max: Duration,
+    pub drain_timeout: Duration,
+    pub app_shutdown_budget: Duration,
+    pub margin: Duration,
+}
+
+impl ShutdownBudget {
+    pub fn total(&self) -> Duration {
+        self.shutdown_delay_max + self.drain_timeout + self.app_shutdown_budget + self.margin
+    }
+}
+
+impl fmt::Display for ShutdownBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "shutdown-delay-max {} + drain-timeout {} + app-shutdown-budget {} + margin {} = {}",
+            fmt_duration(self.shutdown_delay_max),
+            fmt_duration(self.drain_timeout),
+            fmt_duration(self.app_shutdown_budget),
+            fmt_duration(self.margin),
+            fmt_duration(self.total()),
+        )
+    }
+}
+
+/// `1.5s` style for messages (humantime would print `1s 500ms`).
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+/// A configuration that parses but cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("--shutdown-delay {delay} is longer than --shutdown-delay-max {max}")]
+    DelayOverMax { delay: String, max: String },
+    #[error("--termination-grace-period {grace} is too short: {budget}; raise terminationGracePeriodSeconds or lower the budget")]
+    GraceTooShort { grace: String, budget: ShutdownBudget },
+    #[error("--listen and --admin-listen are both {0}: the admin plane needs its own port")]
+    SamePort(SocketAddr),
+}
+
+impl RunArgs {
+    pub fn shutdown_budget(&self) -> ShutdownBudget {
+        ShutdownBudget {
+            shutdown_delay_max: self.shutdown_delay_max,
+            drain_timeout: self.drain_timeout,
+            app_shutdown_budget: self.app_shutdown_budget,
+            margin: BUDGET_MARGIN,
+        }
+    }
+
+    /// Checks the relations between values that clap cannot see.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.shutdown_delay > self.shutdown_delay_max {
+            return Err(ConfigError::DelayOverMax {
+                delay: fmt_duration(self.shutdown_delay),
+                max: fmt_duration(self.shutdown_delay_max),
+            });
+        }
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
+            return Err(ConfigError::SamePort(self.listen));
+        }
+        if let Some(grace) = self.termination_grace_period {
+            let budget = self.shutdown_budget();
+            if budget.total() > grace {
+                return Err(ConfigError::GraceTooShort { grace: fmt_duration(grace), budget });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> RunArgs {
+        let mut argv = vec!["lameduck"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("parses").run
+    }
+
+    #[test]
+    fn app_probe_forms() {
+        assert_eq!("tcp".parse::<AppProbe>(), Ok(AppProbe::Tcp));
+        assert_eq!("none".parse::<AppProbe>(), Ok(AppProbe::None));
+        assert_eq!(
+            "http:/healthz".parse::<AppProbe>(),
+            Ok(AppProbe::Http { path: "/healthz".into() })
+        );
+        assert!("http:healthz".parse::<AppProbe>().is_err());
+        assert!("grpc".parse::<AppProbe>().is_err());
+    }
+
+    #[test]
+    fn budget_arithmetic_is_spelled_out() {
+        let args = parse(&["--termination-grace-period", "30s"]);
+        let err = args.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--termination-grace-period 30s is too short: shutdown-delay-max 15s + drain-timeout 15s \
+             + app-shutdown-budget 10s + margin 2s = 42s; raise terminationGracePeriodSeconds or lower the budget"
+        );
+        parse(&["--termination-grace-period", "42s"]).validate().unwrap();
+    }
+
+    #[test]
+    fn delay_must_not_exceed_max() {
+        let args = parse(&["--shutdown-delay", "20s"]);
+        assert!(matches!(args.validate(), Err(ConfigError::DelayOverMax { .. })));
+    }
+
+    #[test]
+    fn zero_is_a_duration() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}
