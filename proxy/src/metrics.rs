@@ -1,0 +1,248 @@
+//! The Prometheus registry and every metric handle, built once at start.
+//!
+//! Label lookups hash and lock, so nothing on the request path calls `with_label_values`: every
+//! labelled series a request can touch is resolved here, up front, into a plain handle.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::phase::Phase;
+
+/// What went wrong talking to the app; the `kind` label of `lameduck_upstream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// Nothing listens on the upstream port (app not started, or restarting).
+    ConnectRefused,
+    /// Connecting took longer than --upstream-connect-timeout.
+    ConnectTimeout,
+    /// Other connect failures (no route, socket errors).
+    ConnectError,
+    /// The app took longer than --upstream-timeout to answer.
+    Timeout,
+    /// The app closed or reset the connection mid-request.
+    Closed,
+    /// The app sent something that is not valid HTTP.
+    Protocol,
+}
+
+impl UpstreamErrorKind {
+    const ALL: [UpstreamErrorKind; 6] = [
+        UpstreamErrorKind::ConnectRefused,
+        UpstreamErrorKind::ConnectTimeout,
+        UpstreamErrorKind::ConnectError,
+        UpstreamErrorKind::Timeout,
+        UpstreamErrorKind::Closed,
+        UpstreamErrorKind::Protocol,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::ConnectRefused => "connect_refused",
+            UpstreamErrorKind::ConnectTimeout => "connect_timeout",
+            UpstreamErrorKind::ConnectError => "connect_error",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Closed => "closed",
+            UpstreamErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
+/// Status classes for `lameduck_requests_total`; `error` is a request that got no response.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
+pub struct Metrics {
+    registry: Registry,
+    /// `[phase][class]`
+    requests: [[IntCounter; 6]; 5],
+    pub request_duration: Histogram,
+    pub in_flight: IntGauge,
+    pub open_connections: IntGauge,
+    phase: [IntGauge; 5],
+    pub app_ready: IntGauge,
+    upstream_errors: [IntCounter; 6],
+    pub requests_after_shutdown: Histogram,
+    shutdown_phase: [Gauge; 5],
+    pub requests_cut: IntCounter,
+    pub requests_held: IntCounter,
+    pub held_timeouts: IntCounter,
+    pub idle_closed: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("lameduck".into()), None)?;
+        fn reg<T: prometheus::core::Collector + Clone + 'static>(
+            r: &Registry,
+            c: T,
+        ) -> Result<T, prometheus::Error> {
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        }
+
+        let requests_vec = reg(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "requests_total",
+                    "Requests on the data plane, by response status class and the phase they arrived in",
+                ),
+                &["class", "phase"],
+            )?,
+        )?;
+        let requests = Phase::ALL
+            .map(|p| CLASSES.map(|c| requests_vec.with_label_values(&[c, p.as_str()])));
+
+        let request_duration = reg(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "request_duration_seconds",
+                    "Time from request arrival to the end of the response",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    5.0, 10.0, 30.0, 60.0,
+                ]),
+            )?,
+        )?;
+        let in_flight = reg(
+            &registry,
+            IntGauge::new("in_flight_requests", "Requests being served right now")?,
+        )?;
+        let open_connections = reg(
+            &registry,
+            IntGauge::new("open_connections", "Client connections open on the data plane")?,
+        )?;
+        let phase_vec = reg(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("phase", "The shutdown state machine: 1 for the current phase"),
+                &["phase"],
+            )?,
+        )?;
+        let phase = Phase::ALL.map(|p| phase_vec.with_label_values(&[p.as_str()]));
+        let app_ready = reg(
+            &registry,
+            IntGauge::new("app_ready", "1 when the app's readiness probe passes")?,
+        )?;
+        let upstream_vec = reg(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("upstream_errors_total", "Failures talking to the app, by kind"),
+                &["kind"],
+            )?,
+        )?;
+        let upstream_errors = UpstreamErrorKind::ALL.map(|k| upstream_vec.with_label_values(&[k.as_str()]));
+        let requests_after_shutdown = reg(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "requests_after_shutdown_seconds",
+                    "How long after the shutdown signal each request arrived: how long endpoint removal really takes to propagate",
+                )
+                .buckets(vec![
+                    0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+                    120.0,
+                ]),
+            )?,
+        )?;
+        let shutdown_vec = reg(
+            &registry,
+            GaugeVec::new(
+                Opts::new(
+                    "shutdown_phase_seconds",
+                    "Time spent in each shutdown phase (set when the phase ends)",
+                ),
+                &["phase"],
+            )?,
+        )?;
+        let shutdown_phase = Phase::ALL.map(|p| shutdown_vec.with_label_values(&[p.as_str()]));
+        let requests_cut = reg(
+            &registry,
+            IntCounter::new(
+                "requests_cut_total",
+                "Requests still in flight when the drain timeout expired, cut off",
+            )?,
+        )?;
+        let requests_held = reg(
+            &registry,
+            IntCounter::new(
+                "requests_held_total",
+                "Requests that arrived before the app was ready and were held",
+            )?,
+        )?;
+        let held_timeouts = reg(
+            &registry,
+            IntCounter::new(
+                "requests_held_timeout_total",
+                "Held requests answered 503 because the app was not ready within --startup-hold",
+            )?,
+        )?;
+        let idle_closed = reg(
+            &registry,
+            IntCounter::new(
+                "idle_connections_closed_total",
+                "Idle keep-alive connections closed at the start of the shutdown so clients reconnect elsewhere",
+            )?,
+        )?;
+        let build_info = reg(
+            &registry,
+            IntGaugeVec::new(Opts::new("build_info", "Always 1; the version label says which lameduck"), &["version"])?,
+        )?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        Ok(Metrics {
+            registry,
+            requests,
+            request_duration,
+            in_flight,
+            open_connections,
+            phase,
+            app_ready,
+            upstream_errors,
+            requests_after_shutdown,
+            shutdown_phase,
+            requests_cut,
+            requests_held,
+            held_timeouts,
+            idle_closed,
+        })
+    }
+
+    /// Counts one finished request. `status` is `None` when no response could be sent.
+    pub fn request_done(&self, arrived_in: Phase, status: Option<u16>, took: Duration) {
+        let class = match status {
+            Some(s @ 100..=599) => (s / 100 - 1) as usize,
+            _ => 5,
+        };
+        self.requests[arrived_in as usize][class].inc();
+        self.request_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+        let i = UpstreamErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.upstream_errors[i].inc();
+    }
+
+    pub fn set_phase(&self, current: Phase) {
+        for p in Phase::ALL {
+            self.phase[p as usize].set((p == current) as i64);
+        }
+    }
+
+    pub fn shutdown_phase_seconds(&self, phase: Phase, spent: Duration) {
+        self.shutdown_phase[phase as usize].set(spent.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::with_capacity(8 * 1024);
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
