@@ -160,27 +160,19 @@ impl Lifecycle {
     }
 
     /// Moves to `to` if that is a legal edge from the current phase; returns whether it moved.
+    ///
+    /// The transition is logged and exported *before* waiters are woken, so that nothing that
+    /// reacts to a phase (the exit, a `/drain` answer) can overtake its record.
     pub fn advance(&self, to: Phase) -> bool {
-        let mut from = to;
-        let moved = self.phase_tx.send_if_modified(|p| {
-            if p.can_go_to(to) {
-                from = *p;
-                *p = to;
-                true
-            } else {
-                false
-            }
-        });
-        if !moved {
+        let mut entered = self.entered.lock();
+        let from = *self.phase_tx.borrow();
+        if !from.can_go_to(to) {
             return false;
         }
-        self.phase_fast.store(to as u8, Ordering::Release);
         let now = Instant::now();
-        let spent = {
-            let mut entered = self.entered.lock();
-            entered[to as usize] = Some(now);
-            entered[from as usize].map(|t| now - t).unwrap_or_default()
-        };
+        entered[to as usize] = Some(now);
+        let spent = entered[from as usize].map(|t| now - t).unwrap_or_default();
+        self.phase_fast.store(to as u8, Ordering::Release);
         self.metrics.set_phase(to);
         if from.is_shutting_down() {
             self.metrics.shutdown_phase_seconds(from, spent);
@@ -195,6 +187,8 @@ impl Lifecycle {
             app_ready = self.app_ready(),
             "phase changed"
         );
+        // Still under the `entered` lock: transitions are serialised.
+        self.phase_tx.send_replace(to);
         true
     }
 
