@@ -21,7 +21,10 @@ pub const BUDGET_MARGIN: Duration = Duration::from_secs(2);
     name = "lameduck",
     version,
     about = "Sidecar reverse proxy that keeps Kubernetes rollouts from dropping requests",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    // A flag given twice takes its last value: kustomize patches and Helm values that append
+    // `args` can override a base's without first deleting it.
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
