@@ -116,19 +116,21 @@ impl Drop for Proc {
     }
 }
 
-/// slowapp on a free port. `extra` can override the defaults set here.
+/// slowapp on a free port, with fast test defaults for the flags `extra` does not set.
 pub fn slowapp(addr: SocketAddr, extra: &[&str]) -> Proc {
-    let mut args: Vec<String> = vec![
-        "--listen".into(),
-        addr.to_string(),
-        "--startup-delay".into(),
-        "0s".into(),
-        "--response-delay".into(),
-        "50ms".into(),
-        "--name".into(),
-        "app-under-test".into(),
+    let defaults = [
+        ("--listen", addr.to_string()),
+        ("--startup-delay", "0s".to_string()),
+        ("--response-delay", "50ms".to_string()),
+        ("--name", "app-under-test".to_string()),
     ];
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            args.push(flag.to_string());
+            args.push(value);
+        }
+    }
     Proc::spawn("slowapp", slowapp_bin(), &args)
 }
 
