@@ -353,12 +353,15 @@ impl ProxyHttp for Forwarder {
             req.remove_header(name);
         }
         // Absolute-form (`GET http://host/path`): forward origin-form, the authority as Host.
-        if req.uri.scheme().is_some() {
-            let authority = req.uri.authority().map(|a| a.to_string());
-            let path = req.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-            req.set_uri(path.parse().map_err(|_| Error::new(ErrorType::InvalidHTTPHeader))?);
-            if let Some(authority) = authority {
-                req.insert_header(http::header::HOST, authority)?;
+        // (pingora has already refused a Host that contradicts the authority.)
+        let raw = req.raw_path();
+        if !raw.starts_with(b"/") && raw != b"*" {
+            let bad = || Error::explain(ErrorType::InvalidHTTPHeader, "unparsable request target");
+            let target: http::Uri = std::str::from_utf8(raw).ok().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+            let path = target.path_and_query().map_or("/", |p| p.as_str());
+            req.set_uri(path.parse().map_err(|_| bad())?);
+            if let Some(authority) = target.authority() {
+                req.insert_header(http::header::HOST, authority.as_str())?;
             }
         }
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
