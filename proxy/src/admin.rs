@@ -170,7 +170,8 @@ impl Admin {
         self.lc.reached(Phase::Drained).await;
         let mut resp = json(StatusCode::OK, &self.status());
         // One answer per connection: the waiter count drops when the connection closes.
-        resp.headers_mut().insert(CONNECTION, "close".parse().expect("static header"));
+        resp.headers_mut()
+            .insert(CONNECTION, "close".parse().expect("static header"));
         resp
     }
 

@@ -170,11 +170,11 @@ impl FromStr for AppProbe {
             "none" => Ok(AppProbe::None),
             _ => match s.strip_prefix("http:") {
                 Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
-                    Ok(AppProbe::Http { path: path.to_string() })
+                    Ok(AppProbe::Http {
+                        path: path.to_string(),
+                    })
                 }
-                _ => Err(format!(
-                    "expected `http:/PATH`, `tcp` or `none`, got `{s}`"
-                )),
+                _ => Err(format!("expected `http:/PATH`, `tcp` or `none`, got `{s}`")),
             },
         }
     }
@@ -195,7 +195,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration like 5s or 250ms ({e})"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 5s or 250ms ({e})"))
 }
 
 fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
@@ -254,7 +255,10 @@ pub enum ConfigError {
     #[error("--shutdown-delay {delay} is longer than --shutdown-delay-max {max}")]
     DelayOverMax { delay: String, max: String },
     #[error("--termination-grace-period {grace} is too short: {budget}; raise terminationGracePeriodSeconds or lower the budget")]
-    GraceTooShort { grace: String, budget: ShutdownBudget },
+    GraceTooShort {
+        grace: String,
+        budget: ShutdownBudget,
+    },
     #[error("--listen and --admin-listen are both {0}: the admin plane needs its own port")]
     SamePort(SocketAddr),
 }
@@ -283,7 +287,10 @@ impl RunArgs {
         if let Some(grace) = self.termination_grace_period {
             let budget = self.shutdown_budget();
             if budget.total() > grace {
-                return Err(ConfigError::GraceTooShort { grace: fmt_duration(grace), budget });
+                return Err(ConfigError::GraceTooShort {
+                    grace: fmt_duration(grace),
+                    budget,
+                });
             }
         }
         Ok(())
@@ -306,7 +313,9 @@ mod tests {
         assert_eq!("none".parse::<AppProbe>(), Ok(AppProbe::None));
         assert_eq!(
             "http:/healthz".parse::<AppProbe>(),
-            Ok(AppProbe::Http { path: "/healthz".into() })
+            Ok(AppProbe::Http {
+                path: "/healthz".into()
+            })
         );
         assert!("http:healthz".parse::<AppProbe>().is_err());
         assert!("grpc".parse::<AppProbe>().is_err());
@@ -321,13 +330,18 @@ mod tests {
             "--termination-grace-period 30s is too short: shutdown-delay-max 15s + drain-timeout 15s \
              + app-shutdown-budget 10s + margin 2s = 42s; raise terminationGracePeriodSeconds or lower the budget"
         );
-        parse(&["--termination-grace-period", "42s"]).validate().unwrap();
+        parse(&["--termination-grace-period", "42s"])
+            .validate()
+            .unwrap();
     }
 
     #[test]
     fn delay_must_not_exceed_max() {
         let args = parse(&["--shutdown-delay", "20s"]);
-        assert!(matches!(args.validate(), Err(ConfigError::DelayOverMax { .. })));
+        assert!(matches!(
+            args.validate(),
+            Err(ConfigError::DelayOverMax { .. })
+        ));
     }
 
     #[test]

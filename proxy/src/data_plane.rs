@@ -97,7 +97,11 @@ impl DataPlane {
     /// instead of staying pinned here. A fresh connection that has not sent anything yet may be
     /// a client that was just routed here, so it is given until draining begins.
     async fn next_request(&self, mut stream: Stream, reused: bool) -> Option<(Stream, Vec<u8>)> {
-        let close_at = if reused { Phase::LameDuck } else { Phase::Draining };
+        let close_at = if reused {
+            Phase::LameDuck
+        } else {
+            Phase::Draining
+        };
         let mut phase = self.lc.subscribe();
         let mut buf = vec![0u8; H2_PREFACE.len()];
         let n = tokio::select! {
@@ -187,7 +191,11 @@ fn rewind(stream: Stream, data: &[u8]) -> Option<Stream> {
 
 #[async_trait]
 impl ServerApp for DataPlane {
-    async fn process_new(self: &Arc<Self>, stream: Stream, _accept: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        _accept: &ShutdownWatch,
+    ) -> Option<Stream> {
         let _conn = self.conns.open();
         let mut cut = self.controls.cut.clone();
         tokio::select! {
@@ -207,13 +215,18 @@ pub struct ConnTracker {
 
 impl ConnTracker {
     pub fn new(lc: Arc<Lifecycle>) -> Self {
-        ConnTracker { count: watch::channel(0).0, lc }
+        ConnTracker {
+            count: watch::channel(0).0,
+            lc,
+        }
     }
 
     fn open(&self) -> ConnGuard {
         self.count.send_modify(|c| *c += 1);
         self.lc.metrics.open_connections.inc();
-        ConnGuard { tracker: self.clone() }
+        ConnGuard {
+            tracker: self.clone(),
+        }
     }
 
     /// Waits until no client connection is open.
@@ -251,14 +264,21 @@ impl Forwarder {
         // Below typical app keep-alive timeouts (Go's and hyper's default to none or 60s+), so
         // lameduck is the side that closes pooled connections.
         peer.options.idle_timeout = Some(Duration::from_secs(30));
-        Forwarder { lc, peer, upstream: args.upstream, startup_hold: args.startup_hold }
+        Forwarder {
+            lc,
+            peer,
+            upstream: args.upstream,
+            startup_hold: args.startup_hold,
+        }
     }
 
     /// Holds a request that arrived before the app was ready. Returns whether it may proceed.
     async fn hold_until_ready(&self) -> bool {
         self.lc.metrics.requests_held.inc();
         let mut ready = self.lc.app_ready_rx();
-        let ok = tokio::time::timeout(self.startup_hold, ready.wait_for(|r| *r)).await.is_ok();
+        let ok = tokio::time::timeout(self.startup_hold, ready.wait_for(|r| *r))
+            .await
+            .is_ok();
         ok
     }
 }
@@ -323,7 +343,11 @@ impl ProxyHttp for Forwarder {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         // Only ever the configured upstream: an absolute-form request URI cannot make lameduck
         // connect anywhere else.
         Ok(Box::new(self.peer.clone()))
@@ -344,7 +368,7 @@ impl ProxyHttp for Forwarder {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(|t| t.trim().to_ascii_lowercase())
-            .filter(|t| !t.is_empty() && !(upgrade && t == "upgrade"))
+            .filter(|t| !t.is_empty())
             .collect();
         for name in named.iter().map(String::as_str).chain(HOP_BY_HOP) {
             if upgrade && (name == "connection" || name == "upgrade") {
@@ -357,7 +381,10 @@ impl ProxyHttp for Forwarder {
         let raw = req.raw_path();
         if !raw.starts_with(b"/") && raw != b"*" {
             let bad = || Error::explain(ErrorType::InvalidHTTPHeader, "unparsable request target");
-            let target: http::Uri = std::str::from_utf8(raw).ok().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+            let target: http::Uri = std::str::from_utf8(raw)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(bad)?;
             let path = target.path_and_query().map_or("/", |p| p.as_str());
             req.set_uri(path.parse().map_err(|_| bad())?);
             if let Some(authority) = target.authority() {
@@ -366,7 +393,11 @@ impl ProxyHttp for Forwarder {
         }
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
             let ip = client.ip().to_string();
-            let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            let xff = match req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(prior) => format!("{prior}, {ip}"),
                 None => ip,
             };
@@ -418,7 +449,8 @@ impl ProxyHttp for Forwarder {
         let mut e = e.more_context(format!("upstream {peer}"));
         // pingora's default policy: retry only idempotent requests, and only when a pooled
         // connection turned out to be closed by the app.
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
@@ -426,7 +458,12 @@ impl ProxyHttp for Forwarder {
         e
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let kind = ctx.upstream_error.or_else(|| classify(e));
         let (code, body) = match (kind, e.etype()) {
             (_, ErrorType::HTTPStatus(code)) => (*code, String::new()),
@@ -461,12 +498,17 @@ impl ProxyHttp for Forwarder {
                 tracing::debug!(error = %e, "could not send the error response");
             }
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map(|r| r.status.as_u16());
-        self.lc.metrics.request_done(ctx.phase, status, ctx.arrived.elapsed());
+        self.lc
+            .metrics
+            .request_done(ctx.phase, status, ctx.arrived.elapsed());
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
@@ -485,6 +527,8 @@ async fn respond(session: &mut Session, code: u16, body: &str) -> Result<()> {
     }
     session.set_keepalive(None);
     session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true).await?;
+    session
+        .write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true)
+        .await?;
     session.finish_body().await
 }

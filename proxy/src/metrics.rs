@@ -93,8 +93,8 @@ impl Metrics {
                 &["class", "phase"],
             )?,
         )?;
-        let requests = Phase::ALL
-            .map(|p| CLASSES.map(|c| requests_vec.with_label_values(&[c, p.as_str()])));
+        let requests =
+            Phase::ALL.map(|p| CLASSES.map(|c| requests_vec.with_label_values(&[c, p.as_str()])));
 
         let request_duration = reg(
             &registry,
@@ -104,8 +104,8 @@ impl Metrics {
                     "Time from request arrival to the end of the response",
                 )
                 .buckets(vec![
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                    5.0, 10.0, 30.0, 60.0,
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0, 60.0,
                 ]),
             )?,
         )?;
@@ -115,12 +115,18 @@ impl Metrics {
         )?;
         let open_connections = reg(
             &registry,
-            IntGauge::new("open_connections", "Client connections open on the data plane")?,
+            IntGauge::new(
+                "open_connections",
+                "Client connections open on the data plane",
+            )?,
         )?;
         let phase_vec = reg(
             &registry,
             IntGaugeVec::new(
-                Opts::new("phase", "The shutdown state machine: 1 for the current phase"),
+                Opts::new(
+                    "phase",
+                    "The shutdown state machine: 1 for the current phase",
+                ),
                 &["phase"],
             )?,
         )?;
@@ -132,11 +138,15 @@ impl Metrics {
         let upstream_vec = reg(
             &registry,
             IntCounterVec::new(
-                Opts::new("upstream_errors_total", "Failures talking to the app, by kind"),
+                Opts::new(
+                    "upstream_errors_total",
+                    "Failures talking to the app, by kind",
+                ),
                 &["kind"],
             )?,
         )?;
-        let upstream_errors = UpstreamErrorKind::ALL.map(|k| upstream_vec.with_label_values(&[k.as_str()]));
+        let upstream_errors =
+            UpstreamErrorKind::ALL.map(|k| upstream_vec.with_label_values(&[k.as_str()]));
         let requests_after_shutdown = reg(
             &registry,
             Histogram::with_opts(
@@ -191,9 +201,17 @@ impl Metrics {
         )?;
         let build_info = reg(
             &registry,
-            IntGaugeVec::new(Opts::new("build_info", "Always 1; the version label says which lameduck"), &["version"])?,
+            IntGaugeVec::new(
+                Opts::new(
+                    "build_info",
+                    "Always 1; the version label says which lameduck",
+                ),
+                &["version"],
+            )?,
         )?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
 
         Ok(Metrics {
             registry,
@@ -224,7 +242,10 @@ impl Metrics {
     }
 
     pub fn upstream_error(&self, kind: UpstreamErrorKind) {
-        let i = UpstreamErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        let i = UpstreamErrorKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
         self.upstream_errors[i].inc();
     }
 

@@ -227,7 +227,9 @@ impl Lifecycle {
             let ns = after.as_nanos() as u64 + 1;
             self.last_arrival_ns.fetch_max(ns, Ordering::AcqRel);
             self.requests_after_signal.fetch_add(1, Ordering::Relaxed);
-            self.metrics.requests_after_shutdown.observe(after.as_secs_f64());
+            self.metrics
+                .requests_after_shutdown
+                .observe(after.as_secs_f64());
         }
     }
 
@@ -259,7 +261,12 @@ impl Lifecycle {
         let mut out = Vec::new();
         for (i, start) in entered.iter().enumerate() {
             let Some(start) = start else { continue };
-            let end = entered[i + 1..].iter().flatten().next().copied().unwrap_or(now);
+            let end = entered[i + 1..]
+                .iter()
+                .flatten()
+                .next()
+                .copied()
+                .unwrap_or(now);
             out.push((Phase::ALL[i], end.saturating_duration_since(*start)));
         }
         out
@@ -275,7 +282,9 @@ impl Lifecycle {
 
     /// Records the app probe's verdict; the first "ready" moves Starting to Serving.
     pub fn set_app_ready(&self, ready: bool) {
-        let changed = self.app_ready_tx.send_if_modified(|r| std::mem::replace(r, ready) != ready);
+        let changed = self
+            .app_ready_tx
+            .send_if_modified(|r| std::mem::replace(r, ready) != ready);
         if changed {
             self.metrics.app_ready.set(ready as i64);
             if ready {
@@ -298,17 +307,29 @@ mod tests {
 
     #[test]
     fn window_is_fixed_when_quiet_is_zero() {
-        let w = Window { delay: S(5), quiet: Duration::ZERO, max: S(30) };
+        let w = Window {
+            delay: S(5),
+            quiet: Duration::ZERO,
+            max: S(30),
+        };
         assert_eq!(w.end(None), S(5));
         assert_eq!(w.end(Some(S(20))), S(5));
     }
 
     #[test]
     fn window_waits_for_quiet_after_minimum() {
-        let w = Window { delay: S(5), quiet: S(2), max: S(30) };
+        let w = Window {
+            delay: S(5),
+            quiet: S(2),
+            max: S(30),
+        };
         assert_eq!(w.end(None), S(5), "no late request: the minimum");
         assert_eq!(w.end(Some(S(1))), S(5), "early request: still the minimum");
-        assert_eq!(w.end(Some(S(7))), S(9), "late request extends it by the quiet period");
+        assert_eq!(
+            w.end(Some(S(7))),
+            S(9),
+            "late request extends it by the quiet period"
+        );
         assert_eq!(w.end(Some(S(29))), S(30), "never past the max");
     }
 

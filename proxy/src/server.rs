@@ -42,7 +42,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Binds a listener ourselves, so that a taken port is a clear error and not a panic inside
 /// pingora, and so that `:0` works (tests, the lab).
 fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<StdTcpListener> {
-    let listener = StdTcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} ({what})"))?;
+    let listener =
+        StdTcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} ({what})"))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
@@ -57,7 +58,8 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let data = bind(args.listen, "data plane, --listen")?;
     let data_addr = data.local_addr()?;
-    let admin_listener = tokio::net::TcpListener::from_std(bind(args.admin_listen, "admin plane, --admin-listen")?)?;
+    let admin_listener =
+        tokio::net::TcpListener::from_std(bind(args.admin_listen, "admin plane, --admin-listen")?)?;
     let admin_addr = admin_listener.local_addr()?;
 
     let (lame_tx, lame_rx) = watch::channel(false);
@@ -65,7 +67,15 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (cut_tx, cut_rx) = watch::channel(false);
     let conns = ConnTracker::new(lc.clone());
 
-    let app = DataPlane::new(&args, lc.clone(), Controls { lame_duck: lame_rx, cut: cut_rx }, conns.clone());
+    let app = DataPlane::new(
+        &args,
+        lc.clone(),
+        Controls {
+            lame_duck: lame_rx,
+            cut: cut_rx,
+        },
+        conns.clone(),
+    );
     let mut service = Service::new("lameduck data plane".to_string(), app);
     let key = data_addr.to_string();
     service.add_tcp(&key);
@@ -76,7 +86,12 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
         service.start_service(Some(fds), accept_rx, 1).await;
     });
 
-    let admin = Admin::new(lc.clone(), args.readiness_on_shutdown, args.upstream, args.app_probe.clone());
+    let admin = Admin::new(
+        lc.clone(),
+        args.readiness_on_shutdown,
+        args.upstream,
+        args.app_probe.clone(),
+    );
     tokio::spawn(admin.clone().serve(admin_listener));
     tokio::spawn(upstream::probe_loop(
         lc.clone(),
@@ -85,12 +100,20 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.app_probe_interval,
         args.app_probe_timeout,
     ));
-    let window = Window { delay: args.shutdown_delay, quiet: args.shutdown_quiet, max: args.shutdown_delay_max };
+    let window = Window {
+        delay: args.shutdown_delay,
+        quiet: args.shutdown_quiet,
+        max: args.shutdown_delay_max,
+    };
     tokio::spawn(shutdown::drive(
         lc.clone(),
         window,
         args.drain_timeout,
-        Switches { lame_duck: lame_tx, accept: accept_tx, cut: cut_tx },
+        Switches {
+            lame_duck: lame_tx,
+            accept: accept_tx,
+            cut: cut_tx,
+        },
         conns,
     ));
 
@@ -123,12 +146,21 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         signals += 1;
         if signals > 1 && !is_drained {
-            tracing::warn!(signal = name, phase = lc.phase().as_str(), in_flight = lc.metrics.in_flight.get(), "second signal: exiting now, without finishing the drain");
+            tracing::warn!(
+                signal = name,
+                phase = lc.phase().as_str(),
+                in_flight = lc.metrics.in_flight.get(),
+                "second signal: exiting now, without finishing the drain"
+            );
             summary(&lc);
             return Ok(ExitCode::from(EXIT_FORCED));
         }
         if !lc.begin_shutdown(name) {
-            tracing::info!(signal = name, phase = lc.phase().as_str(), "signal received; shutdown already under way");
+            tracing::info!(
+                signal = name,
+                phase = lc.phase().as_str(),
+                "signal received; shutdown already under way"
+            );
         }
         if is_drained {
             break;

@@ -28,7 +28,10 @@ pub async fn drive(
 ) {
     lc.reached(Phase::LameDuck).await;
     let _ = switches.lame_duck.send(true);
-    let signal_at = Instant::from_std(lc.signal_at().expect("LameDuck is entered with a signal time"));
+    let signal_at = Instant::from_std(
+        lc.signal_at()
+            .expect("LameDuck is entered with a signal time"),
+    );
 
     // The window: recomputed after each wake-up, since late requests move its end.
     loop {

@@ -27,7 +27,10 @@ pub async fn probe_loop(
     loop {
         let result = match tokio::time::timeout(timeout, probe_once(upstream, &probe)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("no answer within {}", crate::config::fmt_duration(timeout))),
+            Err(_) => Err(format!(
+                "no answer within {}",
+                crate::config::fmt_duration(timeout)
+            )),
         };
         if let Err(reason) = &result {
             if last.as_ref().is_none_or(|l| l.is_ok()) {
@@ -52,7 +55,9 @@ pub async fn probe_once(upstream: SocketAddr, probe: &AppProbe) -> Result<(), St
         }
         AppProbe::Http { path } => path,
     };
-    let stream = TcpStream::connect(upstream).await.map_err(|e| format!("connect: {e}"))?;
+    let stream = TcpStream::connect(upstream)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
@@ -61,10 +66,16 @@ pub async fn probe_once(upstream: SocketAddr, probe: &AppProbe) -> Result<(), St
     });
     let req = hyper::Request::get(path.as_str())
         .header(hyper::header::HOST, upstream.to_string())
-        .header(hyper::header::USER_AGENT, concat!("lameduck/", env!("CARGO_PKG_VERSION")))
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("lameduck/", env!("CARGO_PKG_VERSION")),
+        )
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("request: {e}"))?;
-    let resp = sender.send_request(req).await.map_err(|e| format!("request: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
     if resp.status().is_success() {
         Ok(())
     } else {

@@ -8,8 +8,15 @@ use std::process::Command;
 use common::*;
 
 fn run(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(lameduck_bin()).args(args).env_remove("RUST_LOG").output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(lameduck_bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -59,5 +66,8 @@ fn grace_period_too_short_exits_2_with_the_arithmetic() {
 fn delay_longer_than_max_exits_2() {
     let (code, err) = run(&["--shutdown-delay", "20s", "--shutdown-delay-max", "10s"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("--shutdown-delay 20s is longer than --shutdown-delay-max 10s"), "{err}");
+    assert!(
+        err.contains("--shutdown-delay 20s is longer than --shutdown-delay-max 10s"),
+        "{err}"
+    );
 }

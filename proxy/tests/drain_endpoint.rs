@@ -14,7 +14,9 @@ fn drain_blocks_until_drained_and_answers_every_waiter() {
 
     let data = ld.data;
     let slow = in_background(move || get(data, "/?delay_ms=1200"));
-    wait_until("the slow request to be in flight", DEADLINE, || ld.status()["in_flight"] == 1);
+    wait_until("the slow request to be in flight", DEADLINE, || {
+        ld.status()["in_flight"] == 1
+    });
 
     // Many concurrent waiters, GET and POST: the kubelet may retry, several containers may ask.
     let admin = ld.admin;
@@ -23,7 +25,10 @@ fn drain_blocks_until_drained_and_answers_every_waiter() {
             in_background(move || {
                 let mut c = Client::connect(admin).unwrap();
                 let method = if i % 2 == 0 { "GET" } else { "POST" };
-                c.send(&format!("{method} /drain HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")).unwrap();
+                c.send(&format!(
+                    "{method} /drain HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n"
+                ))
+                .unwrap();
                 c.read_response().unwrap()
             })
         })
@@ -65,6 +70,10 @@ fn drain_and_sigterm_together_exit_zero_after_answering() {
     let waiter = in_background(move || get(admin, "/drain"));
     ld.wait_phase("lame_duck");
     ld.proc.sigterm();
-    assert_eq!(waiter.join().unwrap().unwrap().status, 200, "the waiter is answered before exit");
+    assert_eq!(
+        waiter.join().unwrap().unwrap().status,
+        200,
+        "the waiter is answered before exit"
+    );
     assert_eq!(ld.proc.wait_exit(DEADLINE).code(), Some(0));
 }

@@ -15,11 +15,27 @@ fn upstream_down_is_a_502_that_says_so() {
     assert_eq!(r.status, 502);
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(r.header("connection"), Some("close"));
-    assert!(r.text().contains(&app_addr.to_string()), "names the upstream: {}", r.text());
+    assert!(
+        r.text().contains(&app_addr.to_string()),
+        "names the upstream: {}",
+        r.text()
+    );
     assert!(r.text().contains("refused"), "{}", r.text());
     let m = ld.metrics();
-    assert_eq!(metric(&m, r#"lameduck_upstream_errors_total{kind="connect_refused"}"#), Some(1.0));
-    assert_eq!(metric(&m, r#"lameduck_requests_total{class="5xx",phase="serving"}"#), Some(1.0));
+    assert_eq!(
+        metric(
+            &m,
+            r#"lameduck_upstream_errors_total{kind="connect_refused"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"lameduck_requests_total{class="5xx",phase="serving"}"#
+        ),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -30,7 +46,11 @@ fn upstream_too_slow_is_a_504() {
     let r = get(ld.data, "/?delay_ms=3000").unwrap();
     assert_eq!(r.status, 504);
     assert!(r.text().contains("did not answer in time"), "{}", r.text());
-    assert_eq!(get(ld.data, "/?delay_ms=1").unwrap().status, 200, "still serving");
+    assert_eq!(
+        get(ld.data, "/?delay_ms=1").unwrap().status,
+        200,
+        "still serving"
+    );
 }
 
 #[test]
@@ -42,9 +62,14 @@ fn malformed_request_is_a_400_and_the_proxy_keeps_serving() {
     c.send("THIS IS NOT HTTP\r\n\r\n").unwrap();
     assert_eq!(c.read_response().unwrap().status, 400);
     let mut c = Client::connect(ld.data).unwrap();
-    c.send("GET / HTTP/1.1\r\nHost: test\r\nContent-Length: banana\r\n\r\n").unwrap();
+    c.send("GET / HTTP/1.1\r\nHost: test\r\nContent-Length: banana\r\n\r\n")
+        .unwrap();
     assert_eq!(c.read_response().unwrap().status, 400);
-    assert_eq!(get(ld.data, "/?delay_ms=1").unwrap().status, 200, "still serving");
+    assert_eq!(
+        get(ld.data, "/?delay_ms=1").unwrap().status,
+        200,
+        "still serving"
+    );
 }
 
 #[test]
@@ -54,8 +79,15 @@ fn a_client_trickling_its_headers_is_disconnected() {
     let ld = Lameduck::start_ready(app_addr, &["--client-read-timeout", "1s"]);
     let mut c = Client::connect(ld.data).unwrap();
     c.send("GET / HTTP/1.1\r\nHost: te").unwrap(); // ...and nothing more
-    assert!(c.closed_by_server(Duration::from_secs(8)), "slowloris connection dropped");
-    assert_eq!(get(ld.data, "/?delay_ms=1").unwrap().status, 200, "still serving");
+    assert!(
+        c.closed_by_server(Duration::from_secs(8)),
+        "slowloris connection dropped"
+    );
+    assert_eq!(
+        get(ld.data, "/?delay_ms=1").unwrap().status,
+        200,
+        "still serving"
+    );
 }
 
 #[test]
@@ -68,5 +100,8 @@ fn port_in_use_is_a_clear_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("cannot listen on {addr} (data plane, --listen)")), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {addr} (data plane, --listen)")),
+        "{err}"
+    );
 }

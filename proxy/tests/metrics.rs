@@ -34,8 +34,17 @@ fn metrics_are_present_and_move() {
         assert_eq!(get(ld.data, "/?delay_ms=1").unwrap().status, 200);
     }
     let m = ld.metrics();
-    assert_eq!(metric(&m, r#"lameduck_requests_total{class="2xx",phase="serving"}"#), Some(3.0));
-    assert_eq!(metric(&m, "lameduck_request_duration_seconds_count"), Some(3.0));
+    assert_eq!(
+        metric(
+            &m,
+            r#"lameduck_requests_total{class="2xx",phase="serving"}"#
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(&m, "lameduck_request_duration_seconds_count"),
+        Some(3.0)
+    );
 
     // After the signal: late arrivals are counted by phase and timed since the signal.
     let admin = ld.admin;
@@ -43,8 +52,20 @@ fn metrics_are_present_and_move() {
     ld.wait_phase("lame_duck");
     assert_eq!(get(ld.data, "/?delay_ms=1").unwrap().status, 200);
     let m = ld.metrics();
-    assert_eq!(metric(&m, r#"lameduck_phase{phase="lame_duck"}"#), Some(1.0));
-    assert_eq!(metric(&m, r#"lameduck_requests_total{class="2xx",phase="lame_duck"}"#), Some(1.0));
-    assert_eq!(metric(&m, "lameduck_requests_after_shutdown_seconds_count"), Some(1.0));
+    assert_eq!(
+        metric(&m, r#"lameduck_phase{phase="lame_duck"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"lameduck_requests_total{class="2xx",phase="lame_duck"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "lameduck_requests_after_shutdown_seconds_count"),
+        Some(1.0)
+    );
     assert!(metric(&m, r#"lameduck_shutdown_phase_seconds{phase="lame_duck"}"#).is_some());
 }

@@ -24,7 +24,9 @@ fn readiness_follows_the_app() {
     app.child.kill().unwrap();
     app.child.wait().unwrap();
     wait_until("/ready to fail once the app is gone", DEADLINE, || {
-        get(ld.admin, "/ready").map(|r| r.status == 503).unwrap_or(false)
+        get(ld.admin, "/ready")
+            .map(|r| r.status == 503)
+            .unwrap_or(false)
     });
     assert_eq!(ld.phase(), "serving");
     assert_eq!(get(ld.admin, "/live").unwrap().status, 200);
@@ -40,7 +42,10 @@ fn early_requests_are_held_then_forwarded() {
     let r = get(ld.data, "/?delay_ms=1").expect("held, not refused");
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "Hello World!");
-    assert_eq!(metric(&ld.metrics(), "lameduck_requests_held_total"), Some(1.0));
+    assert_eq!(
+        metric(&ld.metrics(), "lameduck_requests_held_total"),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -51,14 +56,20 @@ fn held_past_the_startup_hold_gets_503_with_retry_after() {
     assert_eq!(r.status, 503);
     assert_eq!(r.header("retry-after"), Some("1"));
     assert!(r.text().contains("not ready"), "{}", r.text());
-    assert_eq!(metric(&ld.metrics(), "lameduck_requests_held_timeout_total"), Some(1.0));
+    assert_eq!(
+        metric(&ld.metrics(), "lameduck_requests_held_timeout_total"),
+        Some(1.0)
+    );
 }
 
 #[test]
 fn serve_mode_keeps_ready_through_the_window() {
     let app_addr = free_addr();
     let _app = slowapp(app_addr, &[]);
-    let ld = Lameduck::start_ready(app_addr, &["--readiness-on-shutdown", "serve", "--shutdown-delay", "3s"]);
+    let ld = Lameduck::start_ready(
+        app_addr,
+        &["--readiness-on-shutdown", "serve", "--shutdown-delay", "3s"],
+    );
     let admin = ld.admin;
     let _drain = in_background(move || get(admin, "/drain"));
     ld.wait_phase("lame_duck");

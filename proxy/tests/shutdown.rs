@@ -20,7 +20,9 @@ fn sigterm_fails_readiness_at_once_but_new_connections_are_still_served() {
 
     ld.proc.sigterm();
     wait_until("/ready to fail after SIGTERM", DEADLINE, || {
-        get(ld.admin, "/ready").map(|r| r.status == 503).unwrap_or(false)
+        get(ld.admin, "/ready")
+            .map(|r| r.status == 503)
+            .unwrap_or(false)
     });
     let ready = get(ld.admin, "/ready").unwrap();
     assert!(ready.text().contains("shutting down"), "{}", ready.text());
@@ -32,7 +34,11 @@ fn sigterm_fails_readiness_at_once_but_new_connections_are_still_served() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "Hello World!");
     assert_eq!(r.header("connection"), Some("close"));
-    assert_eq!(get(ld.admin, "/live").unwrap().status, 200, "/live stays 200 while shutting down");
+    assert_eq!(
+        get(ld.admin, "/live").unwrap().status,
+        200,
+        "/live stays 200 while shutting down"
+    );
 }
 
 #[test]
@@ -43,13 +49,19 @@ fn keepalive_connection_gets_connection_close_in_the_window() {
     assert_eq!(before.header("connection"), Some("keep-alive"));
 
     // A request already in flight when the signal comes is answered with Connection: close.
-    c.send("GET /?delay_ms=500 HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    wait_until("the request to be in flight", DEADLINE, || ld.status()["in_flight"] == 1);
+    c.send("GET /?delay_ms=500 HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    wait_until("the request to be in flight", DEADLINE, || {
+        ld.status()["in_flight"] == 1
+    });
     ld.proc.sigterm();
     let during = c.read_response().unwrap();
     assert_eq!(during.status, 200);
     assert_eq!(during.header("connection"), Some("close"));
-    assert!(c.closed_by_server(DEADLINE), "connection closed after the response");
+    assert!(
+        c.closed_by_server(DEADLINE),
+        "connection closed after the response"
+    );
 }
 
 #[test]
@@ -59,11 +71,17 @@ fn idle_keepalive_connection_is_closed_when_the_window_opens() {
     assert_eq!(c.get("/?delay_ms=1").unwrap().status, 200);
 
     ld.proc.sigterm();
-    assert!(c.closed_by_server(DEADLINE), "idle keep-alive connection closed");
+    assert!(
+        c.closed_by_server(DEADLINE),
+        "idle keep-alive connection closed"
+    );
     // ...while the window is still open: it was closed by the lame duck, not by the drain.
     assert_eq!(ld.phase(), "lame_duck");
     let m = ld.metrics();
-    assert_eq!(metric(&m, "lameduck_idle_connections_closed_total"), Some(1.0));
+    assert_eq!(
+        metric(&m, "lameduck_idle_connections_closed_total"),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -85,16 +103,25 @@ fn window_stays_open_while_requests_arrive_and_ends_after_the_quiet_period() {
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(1500) {
         assert_eq!(get(ld.data, "/?delay_ms=1").unwrap().status, 200);
-        assert_eq!(ld.phase(), "lame_duck", "window closed while requests kept arriving");
+        assert_eq!(
+            ld.phase(),
+            "lame_duck",
+            "window closed while requests kept arriving"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // Silence: the window ends on its own, long before the 20s cap.
     assert_eq!(drain.join().unwrap().unwrap().status, 200);
     assert_eq!(ld.phase(), "drained");
     let status = ld.status();
-    let last = status["last_request_after_signal_seconds"].as_f64().unwrap();
+    let last = status["last_request_after_signal_seconds"]
+        .as_f64()
+        .unwrap();
     let lame = status["phase_seconds"]["lame_duck"].as_f64().unwrap();
-    assert!(lame >= last + 0.4, "window {lame}s must outlast the last arrival {last}s by the quiet period");
+    assert!(
+        lame >= last + 0.4,
+        "window {lame}s must outlast the last arrival {last}s by the quiet period"
+    );
     assert!(lame < 20.0);
 }
 
@@ -115,7 +142,10 @@ fn window_never_exceeds_the_max() {
     // The quiet period alone would keep the window open 10s after that request.
     assert_eq!(drain.join().unwrap().unwrap().status, 200);
     let lame = ld.status()["phase_seconds"]["lame_duck"].as_f64().unwrap();
-    assert!((0.9..5.0).contains(&lame), "lame-duck window lasted {lame}s, cap is 1s");
+    assert!(
+        (0.9..5.0).contains(&lame),
+        "lame-duck window lasted {lame}s, cap is 1s"
+    );
 }
 
 #[test]
@@ -123,7 +153,9 @@ fn draining_refuses_new_connections_while_in_flight_requests_complete() {
     let (_app, mut ld) = app_and_lameduck(&["--shutdown-delay", "200ms"]);
     let data = ld.data;
     let slow = in_background(move || get(data, "/?delay_ms=1500"));
-    wait_until("the slow request to be in flight", DEADLINE, || ld.status()["in_flight"] == 1);
+    wait_until("the slow request to be in flight", DEADLINE, || {
+        ld.status()["in_flight"] == 1
+    });
 
     ld.proc.sigterm();
     ld.wait_phase("draining");
@@ -131,9 +163,16 @@ fn draining_refuses_new_connections_while_in_flight_requests_complete() {
         std::net::TcpStream::connect(ld.data).is_err(),
         "new connections are refused once draining"
     );
-    assert_eq!(ld.status()["in_flight"], 1, "the slow request is still running");
+    assert_eq!(
+        ld.status()["in_flight"],
+        1,
+        "the slow request is still running"
+    );
 
-    let r = slow.join().unwrap().expect("the in-flight request completes");
+    let r = slow
+        .join()
+        .unwrap()
+        .expect("the in-flight request completes");
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "Hello World!");
     let status = ld.proc.wait_exit(DEADLINE);
@@ -144,15 +183,21 @@ fn draining_refuses_new_connections_while_in_flight_requests_complete() {
 
 #[test]
 fn drain_timeout_cuts_what_is_left_and_counts_it() {
-    let (_app, mut ld) = app_and_lameduck(&["--shutdown-delay", "100ms", "--drain-timeout", "300ms"]);
+    let (_app, mut ld) =
+        app_and_lameduck(&["--shutdown-delay", "100ms", "--drain-timeout", "300ms"]);
     let data = ld.data;
     let slow = in_background(move || get(data, "/?delay_ms=5000"));
-    wait_until("the slow request to be in flight", DEADLINE, || ld.status()["in_flight"] == 1);
+    wait_until("the slow request to be in flight", DEADLINE, || {
+        ld.status()["in_flight"] == 1
+    });
 
     ld.proc.sigterm();
     let status = ld.proc.wait_exit(DEADLINE);
     assert_eq!(status.code(), Some(0));
-    assert!(slow.join().unwrap().is_err(), "the request past the drain timeout was cut");
+    assert!(
+        slow.join().unwrap().is_err(),
+        "the request past the drain timeout was cut"
+    );
     ld.proc.wait_log("drain timeout: cutting what is left");
     let summary = ld.proc.wait_log("lameduck exiting");
     assert!(summary.contains("requests_cut=1"), "{summary}");
@@ -160,7 +205,8 @@ fn drain_timeout_cuts_what_is_left_and_counts_it() {
 
 #[test]
 fn second_signal_exits_at_once_with_non_zero() {
-    let (_app, mut ld) = app_and_lameduck(&["--shutdown-delay", "10s", "--shutdown-delay-max", "20s"]);
+    let (_app, mut ld) =
+        app_and_lameduck(&["--shutdown-delay", "10s", "--shutdown-delay-max", "20s"]);
     ld.proc.sigterm();
     ld.wait_phase("lame_duck");
     ld.proc.signal(libc::SIGINT);

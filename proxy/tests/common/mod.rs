@@ -25,7 +25,11 @@ pub fn lameduck_bin() -> PathBuf {
 /// slowapp is built by the same workspace test run, next to lameduck.
 pub fn slowapp_bin() -> PathBuf {
     let p = lameduck_bin().with_file_name("slowapp");
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace` (the test script does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` (the test script does)",
+        p.display()
+    );
     p
 }
 
@@ -33,7 +37,10 @@ pub fn slowapp_bin() -> PathBuf {
 pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for: {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for: {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -81,7 +88,12 @@ impl Proc {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(start.elapsed() < deadline, "{} did not exit within {deadline:?}; log:\n{}", self.name, self.log_text());
+            assert!(
+                start.elapsed() < deadline,
+                "{} did not exit within {deadline:?}; log:\n{}",
+                self.name,
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -96,15 +108,17 @@ impl Proc {
 
     pub fn wait_log(&self, needle: &str) -> String {
         let mut found = String::new();
-        wait_until(&format!("{} to log {needle:?}", self.name), DEADLINE, || {
-            match self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+        wait_until(
+            &format!("{} to log {needle:?}", self.name),
+            DEADLINE,
+            || match self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
                 Some(l) => {
                     found = l.clone();
                     true
                 }
                 None => false,
-            }
-        });
+            },
+        );
         found
     }
 }
@@ -171,7 +185,11 @@ impl Lameduck {
         let proc = Proc::spawn("lameduck", lameduck_bin(), &args);
         let mut ld = Lameduck { proc, data, admin };
         wait_until("lameduck's admin port to accept", DEADLINE, || {
-            assert!(ld.proc.is_running(), "lameduck exited at start:\n{}", ld.proc.log_text());
+            assert!(
+                ld.proc.is_running(),
+                "lameduck exited at start:\n{}",
+                ld.proc.log_text()
+            );
             TcpStream::connect(admin).is_ok()
         });
         ld
@@ -186,7 +204,9 @@ impl Lameduck {
 
     pub fn wait_ready(&self) {
         wait_until("lameduck /ready to answer 200", DEADLINE, || {
-            get(self.admin, "/ready").map(|r| r.status == 200).unwrap_or(false)
+            get(self.admin, "/ready")
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
         });
     }
 
@@ -230,7 +250,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -241,7 +264,9 @@ impl Response {
 /// One request on a new connection.
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     let mut c = Client::connect(addr)?;
-    c.send(&format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"))?;
+    c.send(&format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    ))?;
     c.read_response()
 }
 
@@ -255,7 +280,10 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> std::io::Result<Client> {
         let stream = TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(DEADLINE))?;
-        Ok(Client { stream, buf: Vec::new() })
+        Ok(Client {
+            stream,
+            buf: Vec::new(),
+        })
     }
 
     pub fn send(&mut self, raw: &str) -> std::io::Result<()> {
@@ -283,24 +311,42 @@ impl Client {
             if self.fill()? == 0 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    format!("connection closed before a full response head ({} bytes)", self.buf.len()),
+                    format!(
+                        "connection closed before a full response head ({} bytes)",
+                        self.buf.len()
+                    ),
                 ));
             }
         };
         let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
         self.buf.drain(..head_end + 4);
         let mut lines = head.split("\r\n");
-        let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let status: u16 = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         let headers: Vec<(String, String)> = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
             .collect();
-        let hv = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let hv = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
         let body = if let Some(len) = hv("content-length") {
             let len: usize = len.parse().unwrap();
             while self.buf.len() < len {
                 if self.fill()? == 0 {
-                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "body cut short"));
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "body cut short",
+                    ));
                 }
             }
             self.buf.drain(..len).collect()
@@ -312,14 +358,24 @@ impl Client {
                         break i;
                     }
                     if self.fill()? == 0 {
-                        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "chunk cut short"));
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "chunk cut short",
+                        ));
                     }
                 };
-                let size = usize::from_str_radix(String::from_utf8_lossy(&self.buf[..line_end]).trim(), 16).unwrap();
+                let size = usize::from_str_radix(
+                    String::from_utf8_lossy(&self.buf[..line_end]).trim(),
+                    16,
+                )
+                .unwrap();
                 self.buf.drain(..line_end + 2);
                 while self.buf.len() < size + 2 {
                     if self.fill()? == 0 {
-                        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "chunk cut short"));
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "chunk cut short",
+                        ));
                     }
                 }
                 body.extend(self.buf.drain(..size));
@@ -334,7 +390,11 @@ impl Client {
             while self.fill()? > 0 {}
             std::mem::take(&mut self.buf)
         };
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// Waits for the server to close the connection; true if it did before the deadline.
@@ -354,6 +414,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Runs `f` on its own thread, so a test can have a request in flight while it acts.
-pub fn in_background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+pub fn in_background<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     std::thread::spawn(f)
 }
