@@ -1,0 +1,128 @@
+//! The fronts a request crosses before it reaches a pod, as in a cluster.
+//!
+//! - `service`: an L4 balancer like kube-proxy (ours, in-process);
+//! - `ingress`: a real nginx, reconfigured and reloaded on every endpoint change, as an
+//!   ingress controller does;
+//! - `router`: a real HAProxy, updated through its runtime API, as the OpenShift router is.
+
+pub mod haproxy;
+pub mod nginx;
+pub mod service;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::endpoints::Endpoint;
+use crate::scale::Scale;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FrontKind {
+    Service,
+    Ingress,
+    Router,
+}
+
+impl FrontKind {
+    pub const ALL: [FrontKind; 3] = [FrontKind::Service, FrontKind::Ingress, FrontKind::Router];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FrontKind::Service => "service",
+            FrontKind::Ingress => "ingress",
+            FrontKind::Router => "router",
+        }
+    }
+
+    /// The external program this front needs, if any.
+    pub fn program(self) -> Option<&'static str> {
+        match self {
+            FrontKind::Service => None,
+            FrontKind::Ingress => Some("nginx"),
+            FrontKind::Router => Some("haproxy"),
+        }
+    }
+}
+
+/// Finds a program on PATH or in the sbin directories Debian installs daemons to (which are
+/// not on a non-root user's PATH).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(
+            ["/usr/sbin", "/usr/local/sbin", "/sbin"]
+                .iter()
+                .map(PathBuf::from),
+        )
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+pub enum Front {
+    Service(service::Service),
+    Nginx(nginx::Nginx),
+    Haproxy(haproxy::Haproxy),
+}
+
+impl Front {
+    pub async fn start(
+        kind: FrontKind,
+        addr: SocketAddr,
+        dir: &Path,
+        scale: Scale,
+    ) -> Result<Front> {
+        Ok(match kind {
+            FrontKind::Service => Front::Service(service::Service::start(addr).await?),
+            FrontKind::Ingress => Front::Nginx(nginx::Nginx::start(addr, dir, scale).await?),
+            FrontKind::Router => Front::Haproxy(haproxy::Haproxy::start(addr, dir, scale).await?),
+        })
+    }
+
+    pub fn kind(&self) -> FrontKind {
+        match self {
+            Front::Service(_) => FrontKind::Service,
+            Front::Nginx(_) => FrontKind::Ingress,
+            Front::Haproxy(_) => FrontKind::Router,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Front::Service(f) => f.addr,
+            Front::Nginx(f) => f.addr,
+            Front::Haproxy(f) => f.addr,
+        }
+    }
+
+    pub async fn apply(&self, endpoints: &[Endpoint]) -> Result<()> {
+        match self {
+            Front::Service(f) => {
+                f.apply(endpoints);
+                Ok(())
+            }
+            Front::Nginx(f) => f.apply(endpoints).await,
+            Front::Haproxy(f) => f.apply(endpoints).await,
+        }
+    }
+
+    pub async fn stop(&self) {
+        match self {
+            Front::Service(f) => f.stop(),
+            Front::Nginx(f) => f.stop().await,
+            Front::Haproxy(f) => f.stop().await,
+        }
+    }
+}
+
+/// Waits until something accepts TCP connections on `addr`, or the deadline passes.
+pub async fn wait_listening(addr: SocketAddr, timeout: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}

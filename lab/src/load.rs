@@ -1,0 +1,204 @@
+//! The load: open loop, at a fixed rate, every request recorded.
+//!
+//! Request k is sent at `start + k / rate` whatever happened to the ones before: a closed loop
+//! (send the next when the previous returns) slows down exactly when the server is in trouble
+//! and so under-counts the failures a rollout causes. The mix covers what differs between
+//! fronts and pods: clients with a keep-alive connection pool and clients that open a connection
+//! per request; GETs and POSTs with a body (a front may retry a GET on its own, never a POST it
+//! has sent); short and long requests (`?delay_ms=N` on slowapp).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::httpc::{ClientError, Conn};
+use crate::record::{Outcome, Recorder, RequestRecord};
+
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Requests per second (wall clock).
+    pub rate: f64,
+    /// Share of requests sent by keep-alive clients (the rest open a connection each).
+    pub keepalive_share: f64,
+    pub post_share: f64,
+    pub long_share: f64,
+    /// `delay_ms` of short and long requests (already scaled).
+    pub short_delay: Duration,
+    pub long_delay: Duration,
+    /// A request with no complete response after this is a timeout.
+    pub timeout: Duration,
+    pub seed: u64,
+}
+
+pub struct Load {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    pub fn start(target: SocketAddr, cfg: LoadConfig, rec: Arc<Recorder>) -> Load {
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(generate(target, cfg, rec, stop_rx));
+        Load { stop, task }
+    }
+
+    /// Stops sending and waits for the requests in flight (each bounded by its timeout).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// The keep-alive clients' connection pool: idle connections, most recently used last.
+type Pool = Arc<Mutex<Vec<Conn>>>;
+
+async fn generate(
+    target: SocketAddr,
+    cfg: LoadConfig,
+    rec: Arc<Recorder>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    let pool: Pool = Arc::new(Mutex::new(Vec::new()));
+    let ids = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / cfg.rate);
+    let mut inflight = JoinSet::new();
+    let mut k: u32 = 0;
+    loop {
+        let due = start + interval * k;
+        tokio::time::sleep_until(due).await;
+        if *stop.borrow() {
+            break;
+        }
+        k += 1;
+        let plan = Plan {
+            keepalive: rng.gen_bool(cfg.keepalive_share),
+            post: rng.gen_bool(cfg.post_share),
+            delay: if rng.gen_bool(cfg.long_share) {
+                cfg.long_delay
+            } else {
+                cfg.short_delay
+            },
+            body_len: rng.gen_range(512..8192),
+        };
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        inflight.spawn(one(
+            id,
+            target,
+            plan,
+            cfg.timeout,
+            pool.clone(),
+            rec.clone(),
+        ));
+        while inflight.try_join_next().is_some() {}
+    }
+    while inflight.join_next().await.is_some() {}
+}
+
+struct Plan {
+    keepalive: bool,
+    post: bool,
+    delay: Duration,
+    body_len: usize,
+}
+
+async fn one(
+    id: u64,
+    target: SocketAddr,
+    plan: Plan,
+    timeout: Duration,
+    pool: Pool,
+    rec: Arc<Recorder>,
+) {
+    let start = rec.now();
+    let method = if plan.post { "POST" } else { "GET" };
+    let delay_ms = plan.delay.as_millis() as u64;
+    let path = format!("/?delay_ms={delay_ms}&id={id}");
+    let body = if plan.post {
+        vec![b'x'; plan.body_len]
+    } else {
+        Vec::new()
+    };
+    // A pooled connection the server has closed is discarded, as every client pool does.
+    let pooled = if plan.keepalive {
+        let mut p = pool.lock().expect("pool lock");
+        let mut found = None;
+        while let Some(c) = p.pop() {
+            if !c.closed_by_peer() {
+                found = Some(c);
+                break;
+            }
+        }
+        found
+    } else {
+        None
+    };
+    let reused = pooled.is_some();
+    let host = target.to_string();
+    let attempt = async {
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => Conn::connect(target).await?,
+        };
+        let resp = conn
+            .request(method, &host, &path, &body, !plan.keepalive)
+            .await?;
+        Ok::<_, ClientError>((conn, resp))
+    };
+    let result = tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or(Err(ClientError::Timeout));
+    let end = rec.now();
+    let record = match result {
+        Ok((conn, resp)) => {
+            let outcome = match resp.status {
+                200..=299 => Outcome::Ok,
+                500..=599 => Outcome::Status5xx,
+                _ => Outcome::Other,
+            };
+            let pod = resp.header("x-served-by").map(str::to_string);
+            if plan.keepalive && !resp.close {
+                pool.lock().expect("pool lock").push(conn);
+            }
+            let error = (outcome != Outcome::Ok).then(|| {
+                String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
+                    .trim()
+                    .to_string()
+            });
+            RequestRecord {
+                id,
+                start,
+                end,
+                client: if plan.keepalive { "keepalive" } else { "new" },
+                reused,
+                method,
+                delay_ms,
+                outcome,
+                status: Some(resp.status),
+                pod,
+                error,
+            }
+        }
+        Err(e) => RequestRecord {
+            id,
+            start,
+            end,
+            client: if plan.keepalive { "keepalive" } else { "new" },
+            reused,
+            method,
+            delay_ms,
+            outcome: e.outcome(),
+            status: None,
+            pod: None,
+            error: Some(e.to_string()),
+        },
+    };
+    rec.request(record);
+}

@@ -1,0 +1,72 @@
+//! Every child process the lab starts is registered here, so none outlives the lab.
+//!
+//! Three layers, because each covers a way of ending the others miss: the normal teardown kills
+//! what it started; a panic hook and the Ctrl-C handler kill whatever is still registered; and
+//! each child is spawned with `PR_SET_PDEATHSIG` so the kernel kills it even when the lab itself
+//! is SIGKILLed. Each child leads its own process group, so nginx's and HAProxy's workers go
+//! with their master.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use tokio::process::Command;
+
+static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// Prepares a command: own process group, killed with the lab.
+pub fn harden(cmd: &mut Command) {
+    cmd.process_group(0);
+    cmd.kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            Ok(())
+        });
+    }
+}
+
+pub fn register(pid: u32) {
+    LIVE.lock().expect("procs lock").insert(pid as i32);
+}
+
+pub fn unregister(pid: u32) {
+    LIVE.lock().expect("procs lock").remove(&(pid as i32));
+}
+
+/// Sends `sig` to one process (not its group): what the kubelet does to a container.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we spawned; a stale pid at worst gets ESRCH.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// SIGKILLs the process group of every registered child. Safe to call from a panic hook.
+pub fn kill_all() {
+    let pids: Vec<i32> = match LIVE.lock() {
+        Ok(mut l) => std::mem::take(&mut *l).into_iter().collect(),
+        Err(p) => std::mem::take(&mut *p.into_inner()).into_iter().collect(),
+    };
+    for pid in pids {
+        // SAFETY: each pid leads its own process group (process_group(0)).
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Installs the panic hook that kills every child before the default hook reports the panic.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        kill_all();
+        default(info);
+    }));
+}

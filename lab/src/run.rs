@@ -1,0 +1,186 @@
+//! One run (a scenario through a front) from the first pod to the last byte of the JSON, and
+//! the matrix of runs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, watch};
+
+use crate::cluster::Cluster;
+use crate::controller::{Controller, IpPool};
+use crate::endpoints::{self, Endpoint};
+use crate::fronts::{Front, FrontKind};
+use crate::kubelet::Node;
+use crate::load::{Load, LoadConfig};
+use crate::pod::Binaries;
+use crate::progress::Progress;
+use crate::record::{EventKind, Recorder};
+use crate::report::{self, RunSummary};
+use crate::scale::Scale;
+use crate::scenario::Scenario;
+use crate::timeline;
+
+/// Settings shared by every run of the matrix.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub scale: Scale,
+    /// Propagation lag range, in model time.
+    pub lag: (Duration, Duration),
+    pub restarts: u32,
+    pub load: LoadConfig,
+    pub out_dir: PathBuf,
+    pub seed: u64,
+}
+
+/// Runs one scenario through one front and writes its JSON and SVG.
+pub async fn run_one(
+    scenario: &Scenario,
+    front_kind: FrontKind,
+    settings: &Settings,
+    bins: Arc<Binaries>,
+    ips: Arc<IpPool>,
+    progress: &Progress,
+) -> Result<RunSummary> {
+    let label = format!("{}-{}", scenario.name, front_kind.name());
+    let dir = settings.out_dir.join(&label);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    let log_dir = dir.join("logs");
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    let rec = Recorder::new();
+    let scale = settings.scale;
+    let cluster = Arc::new(Cluster::new());
+    let front_addr = SocketAddr::from((ips.next(), 8000));
+    let front = Arc::new(Front::start(front_kind, front_addr, &dir, scale).await?);
+    let node = Arc::new(Node {
+        rec: rec.clone(),
+        cluster: cluster.clone(),
+        spec: scenario.deployment.pod.clone(),
+        scale,
+        bins,
+        log_dir: log_dir.clone(),
+    });
+
+    let (pub_tx, pub_rx) = mpsc::unbounded_channel();
+    let (applied_tx, mut applied) = watch::channel::<Vec<Endpoint>>(Vec::new());
+    let publisher = tokio::spawn(endpoints::publish(
+        cluster.clone(),
+        scenario.deployment.target_port,
+        rec.clone(),
+        pub_tx,
+    ));
+    let lag = (scale.apply(settings.lag.0), scale.apply(settings.lag.1));
+    let propagator = tokio::spawn(endpoints::propagate(
+        front.clone(),
+        pub_rx,
+        lag,
+        settings.seed,
+        rec.clone(),
+        applied_tx,
+    ));
+
+    let mut controller = Controller::new(node.clone(), scenario.deployment.clone(), ips);
+    let result = drive(
+        scenario,
+        &mut controller,
+        &front,
+        &mut applied,
+        settings,
+        &rec,
+        &label,
+        progress,
+    )
+    .await;
+
+    // Teardown, whatever happened: pods, front, control loops.
+    controller.teardown().await;
+    front.stop().await;
+    publisher.abort();
+    propagator.abort();
+    let outcome_note = result.as_ref().err().map(|e| format!("{e:#}"));
+    if let Some(n) = &outcome_note {
+        rec.event(
+            None,
+            EventKind::Note {
+                text: format!("run failed: {n}"),
+            },
+        );
+    }
+
+    let summary = report::summarize(scenario, front_kind, &rec, settings, outcome_note);
+    report::write_json(&dir.join("run.json"), &summary, &rec, settings)?;
+    timeline::write_svg(&dir.join("timeline.svg"), &summary, &rec)?;
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    scenario: &Scenario,
+    controller: &mut Controller,
+    front: &Front,
+    applied: &mut watch::Receiver<Vec<Endpoint>>,
+    settings: &Settings,
+    rec: &Arc<Recorder>,
+    label: &str,
+    progress: &Progress,
+) -> Result<()> {
+    let scale = settings.scale;
+    let d = &scenario.deployment;
+    // Generous bounds (model time, scaled), only to turn a hang into a clear error.
+    let grace = d.pod.termination_grace;
+    let start_bound = scale.apply(Duration::from_secs(120)) + Duration::from_secs(20);
+    let rollout_bound = scale.apply((grace + Duration::from_secs(120)) * d.replicas.max(1))
+        + Duration::from_secs(30);
+
+    progress.set(label, "starting pods");
+    controller
+        .scale_up(start_bound)
+        .await
+        .context("scaling up the first revision")?;
+    // Load starts once the front routes to every first pod.
+    let deadline = tokio::time::Instant::now() + start_bound;
+    while applied.borrow().len() < d.replicas as usize {
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "the {} front never learnt the first {} endpoints",
+                front.kind().name(),
+                d.replicas
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(50), applied.changed()).await;
+    }
+    rec.event(None, EventKind::LoadStarted);
+    let load = Load::start(front.addr(), settings.load.clone(), rec.clone());
+    let ticker = progress.ticker(label, rec.clone(), settings.restarts);
+    let warmup = scale.apply(Duration::from_secs(3));
+    tokio::time::sleep(warmup).await;
+    let mut result = Ok(());
+    for n in 1..=settings.restarts {
+        progress.rollout(n);
+        if let Err(e) = controller.rollout(n, rollout_bound).await {
+            result = Err(e);
+            break;
+        }
+    }
+    if result.is_ok() {
+        result = controller
+            .settle(scale.apply(grace) + Duration::from_secs(10))
+            .await;
+    }
+    // A tail, so requests right after the last pod left are measured too.
+    tokio::time::sleep(warmup).await;
+    load.stop().await;
+    rec.event(None, EventKind::LoadStopped);
+    ticker.abort();
+    progress.done(label, rec);
+    result
+}
+
+/// Where the run's files are.
+pub fn run_dir(out: &Path, scenario: &str, front: FrontKind) -> PathBuf {
+    out.join(format!("{scenario}-{}", front.name()))
+}
