@@ -1,0 +1,43 @@
+# slowapp, the seed's slow app: the thing lameduck protects in the examples and the lab.
+# Same layout as Dockerfile.proxy: build with cargo, run on a distroless image as nonroot.
+#
+#   docker build -f Dockerfile.app -t slowapp:0.1.0 .
+#
+# BUILDER_IMAGE, RUNTIME_IMAGE and BINARY_FROM=host work as in Dockerfile.proxy.
+
+ARG BUILDER_IMAGE=docker.io/library/rust:1-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+ARG BINARY_FROM=source
+
+FROM ${BUILDER_IMAGE} AS builder
+# The workspace includes lameduck, whose pingora-core needs cmake to resolve and build.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends cmake \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p slowapp \
+    && install -D -m 0755 target/release/slowapp /out/slowapp
+
+FROM scratch AS binary-from-source
+COPY --from=builder /out/slowapp /slowapp
+
+FROM scratch AS binary-from-host
+COPY target/release/slowapp /slowapp
+
+# A stage picked by BINARY_FROM, not an image to tag.
+# hadolint ignore=DL3006
+FROM binary-from-${BINARY_FROM} AS binary
+
+FROM ${RUNTIME_IMAGE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="slowapp" \
+      org.opencontainers.image.description="The seed's slow HTTP app: slow /, /ready after a startup delay, graceful shutdown on SIGTERM" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://example.invalid/lameduck"
+COPY --from=binary /slowapp /usr/local/bin/slowapp
+USER 65532:65532
+EXPOSE 9090
+ENTRYPOINT ["/usr/local/bin/slowapp"]

