@@ -22,11 +22,15 @@ use crate::scenario::{self, Scenario};
     name = "lab",
     version,
     about = "Rolling-restart laboratory: replays `kubectl rollout restart` under load through a Service, an nginx ingress and a HAProxy router, and shows every request",
-    long_about = "Rolling-restart laboratory. Without arguments it runs the demo matrix (every built-in scenario through every front) and says where the pictures are."
+    long_about = "Rolling-restart laboratory. Without arguments it runs the demo matrix (every built-in scenario through every front) and says where the pictures are; `lab [FLAGS]` is `lab rollout [FLAGS]`.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,14 +166,6 @@ fn share(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The demo: every built-in scenario through every front, with the defaults.
-pub fn demo_args() -> RolloutArgs {
-    match Cli::parse_from(["lab", "rollout"]).command {
-        Some(Command::Rollout(a)) => a,
-        None => unreachable!("parsing `lab rollout` gives the rollout command"),
-    }
-}
-
 /// Runs the matrix; `Ok(true)` when every protected scenario lost nothing and every run
 /// completed.
 pub async fn rollout(args: RolloutArgs) -> Result<bool> {
@@ -298,6 +294,13 @@ pub async fn rollout(args: RolloutArgs) -> Result<bool> {
     for r in &rows {
         if let Some(e) = &r.error {
             eprintln!("{} through the {}: {e}", r.scenario, r.front);
+            ok = false;
+        }
+        for d in &r.disturbed {
+            eprintln!(
+                "DISTURBED: {} through the {}: {d}; something outside the lab signalled it (a `pkill slowapp`?), so this run's numbers are not valid",
+                r.scenario, r.front
+            );
             ok = false;
         }
         if r.protected && r.failed > 0 {

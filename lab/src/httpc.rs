@@ -76,6 +76,10 @@ pub struct Conn {
     buf: Vec<u8>,
     /// Requests sent on it so far.
     pub used: u32,
+    /// The client's port: lets the run find which pod the L4 service front chose for it.
+    pub local_port: u16,
+    /// Some byte of the current request's response has arrived.
+    pub got_bytes: bool,
 }
 
 impl Conn {
@@ -84,10 +88,13 @@ impl Conn {
             .await
             .map_err(ClientError::from_io)?;
         let _ = stream.set_nodelay(true);
+        let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
         Ok(Conn {
             stream,
             buf: Vec::with_capacity(1024),
             used: 0,
+            local_port,
+            got_bytes: false,
         })
     }
 
@@ -113,6 +120,7 @@ impl Conn {
         close: bool,
     ) -> Result<Response, ClientError> {
         self.used += 1;
+        self.got_bytes = false;
         let mut head =
             format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lameduck-lab\r\n");
         if !body.is_empty() || method == "POST" {
@@ -144,6 +152,7 @@ impl Conn {
         if n == 0 {
             return Err(ClientError::Eof(received));
         }
+        self.got_bytes = true;
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(())
     }

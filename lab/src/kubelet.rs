@@ -133,6 +133,7 @@ async fn lifecycle(
     // they run.
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, bool)>();
     let mut ready: Vec<bool> = slots.iter().map(|s| s.probe.is_none()).collect();
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for (i, s) in slots.iter().enumerate() {
         if let Some(p) = s.probe.clone() {
             tokio::spawn(prober(i, p, ip, node.scale, s.run.clone(), tx.clone()));
@@ -147,8 +148,27 @@ async fn lifecycle(
         }
         let tx = tx.clone();
         let run = s.run.clone();
+        let (node, pod, container) = (node.clone(), name.clone(), s.launch.container.clone());
+        let killed = killed.clone();
         tokio::spawn(async move {
-            run.wait().await;
+            let exit = run.wait().await;
+            // A container that ends while its pod is neither terminating nor torn down was
+            // stopped by something outside the lab (or crashed): the run is not what it claims.
+            let terminating = node
+                .cluster
+                .snapshot()
+                .iter()
+                .any(|p| p.name == pod && p.terminating);
+            if !terminating && !killed.load(std::sync::atomic::Ordering::SeqCst) {
+                node.rec.event(
+                    Some(&pod),
+                    EventKind::UnexpectedExit {
+                        container,
+                        code: exit.code,
+                        signal: exit.signal,
+                    },
+                );
+            }
             let _ = tx.send((i, false));
         });
     }
@@ -182,6 +202,7 @@ async fn lifecycle(
                 term_task = Some(tokio::spawn(terminate(node.clone(), name.clone(), ip, slots.clone(), sidecars)));
             }
             _ = handle.kill.notified() => {
+                killed.store(true, std::sync::atomic::Ordering::SeqCst);
                 for s in slots.iter() {
                     if !s.run.has_exited() {
                         procs::signal(s.run.pid, libc::SIGKILL);

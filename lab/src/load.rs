@@ -8,7 +8,7 @@
 //! has sent); short and long requests (`?delay_ms=N` on slowapp).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -142,20 +142,38 @@ async fn one(
     };
     let reused = pooled.is_some();
     let host = target.to_string();
-    let attempt = async {
-        let mut conn = match pooled {
+    let port = AtomicU16::new(0);
+    let retried = AtomicBool::new(false);
+    let close = !plan.keepalive;
+    let send = |conn: Option<Conn>| async {
+        let mut conn = match conn {
             Some(c) => c,
-            None => Conn::connect(target).await?,
+            None => Conn::connect(target).await.map_err(|e| (e, false))?,
         };
-        let resp = conn
-            .request(method, &host, &path, &body, !plan.keepalive)
-            .await?;
-        Ok::<_, ClientError>((conn, resp))
+        port.store(conn.local_port, Ordering::Relaxed);
+        match conn.request(method, &host, &path, &body, close).await {
+            Ok(resp) => Ok((conn, resp)),
+            Err(e) => Err((e, conn.got_bytes)),
+        }
+    };
+    let attempt = async {
+        match send(pooled).await {
+            // A server may close an idle keep-alive connection at any moment (RFC 9112
+            // 9.3.1); a request that crossed the close got no byte back, and clients (Go's
+            // transport, curl, browsers) send an idempotent request again on a new connection.
+            // A POST is not retried: it stays lost.
+            Err((ClientError::Eof(_) | ClientError::Reset(_), false)) if reused && !plan.post => {
+                retried.store(true, Ordering::Relaxed);
+                send(None).await.map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        }
     };
     let result = tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or(Err(ClientError::Timeout));
     let end = rec.now();
+    let local_port = port.load(Ordering::Relaxed);
     let record = match result {
         Ok((conn, resp)) => {
             let outcome = match resp.status {
@@ -178,12 +196,15 @@ async fn one(
                 end,
                 client: if plan.keepalive { "keepalive" } else { "new" },
                 reused,
+                retried: retried.load(Ordering::Relaxed),
                 method,
                 delay_ms,
                 outcome,
                 status: Some(resp.status),
                 pod,
                 error,
+                local_port,
+                routed_to: None,
             }
         }
         Err(e) => RequestRecord {
@@ -192,12 +213,15 @@ async fn one(
             end,
             client: if plan.keepalive { "keepalive" } else { "new" },
             reused,
+            retried: retried.load(Ordering::Relaxed),
             method,
             delay_ms,
             outcome: e.outcome(),
             status: None,
             pod: None,
             error: Some(e.to_string()),
+            local_port,
+            routed_to: None,
         },
     };
     rec.request(record);

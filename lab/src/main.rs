@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let args = match cli.command {
         Some(cli::Command::Rollout(a)) => a,
-        None => cli::demo_args(),
+        None => cli.rollout,
     };
     procs::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -27,6 +27,12 @@ pub enum EventKind {
         code: Option<i32>,
         signal: Option<i32>,
     },
+    /// A container ended although nobody asked it to (not terminating, not torn down).
+    UnexpectedExit {
+        container: String,
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
     PodReady,
     PodUnready,
     /// The pod got its deletionTimestamp: endpoints drop it, preStop hooks start.
@@ -133,6 +139,9 @@ pub struct RequestRecord {
     pub client: &'static str,
     /// Sent on a connection that had already carried a request.
     pub reused: bool,
+    /// The first attempt failed on a reused keep-alive connection before any response byte and
+    /// the request (idempotent) was sent again on a new connection, as HTTP clients do.
+    pub retried: bool,
     pub method: &'static str,
     pub delay_ms: u64,
     pub outcome: Outcome,
@@ -143,6 +152,12 @@ pub struct RequestRecord {
     pub pod: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The client's TCP port (0 when the connect failed).
+    pub local_port: u16,
+    /// The pod the service front routed the connection to, when the response did not name
+    /// one (a reset says nothing): filled in after the run from the front's own routing log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routed_to: Option<String>,
 }
 
 /// The run's shared log.
@@ -190,6 +205,15 @@ impl Recorder {
         let mut v = self.requests.lock().expect("recorder lock").clone();
         v.sort_by_key(|r| r.id);
         v
+    }
+
+    /// Fills `routed_to` of the requests no pod answered.
+    pub fn attribute(&self, route: impl Fn(u16) -> Option<String>) {
+        for r in self.requests.lock().expect("recorder lock").iter_mut() {
+            if r.pod.is_none() && r.local_port != 0 {
+                r.routed_to = route(r.local_port);
+            }
+        }
     }
 
     pub fn request_count(&self) -> (usize, usize) {

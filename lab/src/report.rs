@@ -28,6 +28,11 @@ pub struct RunSummary {
     pub failed_by_method: BTreeMap<String, usize>,
     /// Of the failed keep-alive requests, those sent on a reused connection.
     pub failed_reused: usize,
+    /// Requests that succeeded only on a client retry (see `RequestRecord::retried`).
+    pub retried: usize,
+    /// Containers that ended without the lab asking (killed from outside, or crashed): the
+    /// run did not replay what it claims, and its numbers are not to be trusted.
+    pub disturbed: Vec<String>,
     /// Latency of the successful requests, milliseconds (wall clock).
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -90,6 +95,17 @@ pub fn summarize(
         }
     }
     let ok = reqs.iter().filter(|r| r.outcome == Outcome::Ok).count();
+    let disturbed = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::UnexpectedExit { container, code, signal } => Some(format!(
+                "{} {container} exited at {:.3}s (code {code:?}, signal {signal:?}) without being asked",
+                e.pod.as_deref().unwrap_or("?"),
+                e.t
+            )),
+            _ => None,
+        })
+        .collect();
     RunSummary {
         scenario: scenario.name.clone(),
         front: front.name().to_string(),
@@ -101,6 +117,11 @@ pub fn summarize(
         failed_by_client,
         failed_by_method,
         failed_reused,
+        retried: reqs
+            .iter()
+            .filter(|r| r.retried && r.outcome == Outcome::Ok)
+            .count(),
+        disturbed,
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         rollout_s: if durations.is_empty() {
@@ -177,17 +198,17 @@ pub fn table(rows: &[RunSummary]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| scenario | front | requests | ok | failed | refused | reset | 5xx | timeout | other | p50 ms | p99 ms | rollout s |"
+        "| scenario | front | requests | ok | failed | refused | reset | 5xx | timeout | other | retried ok | p50 ms | p99 ms | rollout s |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in rows {
         let k = |n: &str| r.failed_by_kind.get(n).copied().unwrap_or(0);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} |",
             r.scenario,
             r.front,
             r.requests,
@@ -198,10 +219,13 @@ pub fn table(rows: &[RunSummary]) -> String {
             k("5xx"),
             k("timeout"),
             k("other"),
+            r.retried,
             r.p50_ms,
             r.p99_ms,
             if r.error.is_some() {
                 "error".to_string()
+            } else if !r.disturbed.is_empty() {
+                "disturbed".to_string()
             } else {
                 format!("{:.1}", r.rollout_s)
             },

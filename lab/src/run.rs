@@ -96,6 +96,15 @@ pub async fn run_one(
     )
     .await;
 
+    if let Some(routes) = front.routes() {
+        let pods = cluster.snapshot();
+        rec.attribute(|port| {
+            let b = routes.get(&port)?;
+            pods.iter()
+                .find(|p| std::net::IpAddr::V4(p.ip) == b.ip())
+                .map(|p| p.name.clone())
+        });
+    }
     // Teardown, whatever happened: pods, front, control loops.
     controller.teardown().await;
     front.stop().await;

@@ -140,6 +140,16 @@ fn lanes(rec: &Recorder) -> (Vec<Lane>, Vec<(f64, String)>) {
                     lane.enter(t, "shutting down");
                 }
             }
+            EventKind::UnexpectedExit { container, .. } => lane.marks.push((
+                t,
+                format!("{container} exited without being asked (killed from outside the lab?)"),
+                "#000000",
+            )),
+            EventKind::PreStopDone { container, outcome } => lane.marks.push((
+                t,
+                format!("preStop of {container} returned: {outcome}"),
+                "#00897b",
+            )),
             EventKind::Sigkill { container } => {
                 lane.marks
                     .push((t, format!("SIGKILL {container}"), "#000000"))
@@ -193,6 +203,8 @@ fn describe(r: &RequestRecord) -> String {
     }
     if let Some(p) = &r.pod {
         s.push_str(&format!(" from {p}"));
+    } else if let Some(p) = &r.routed_to {
+        s.push_str(&format!(", routed to {p} by the service front"));
     }
     if let Some(e) = &r.error {
         s.push_str(&format!(" ({e})"));
@@ -208,10 +220,6 @@ pub fn write_svg(path: &Path, summary: &RunSummary, rec: &Recorder) -> Result<()
 pub fn render(summary: &RunSummary, rec: &Recorder) -> String {
     let (lanes, global) = lanes(rec);
     let requests = rec.requests();
-    let orphans: Vec<&RequestRecord> = requests
-        .iter()
-        .filter(|r| r.pod.is_none() || !lanes.iter().any(|l| Some(&l.name) == r.pod.as_ref()))
-        .collect();
     let t_end = requests
         .iter()
         .map(|r| r.end)
@@ -221,7 +229,7 @@ pub fn render(summary: &RunSummary, rec: &Recorder) -> String {
     let width = 1400.0;
     let n_lanes = lanes.len() + 1;
     let plot_bottom = top + lane_h * n_lanes as f64;
-    let height = plot_bottom + 120.0;
+    let height = plot_bottom + 130.0;
     let x = |t: f64| left + (width - left - right) * t / t_end;
     let mut svg = Svg::new(width, height);
 
@@ -285,9 +293,14 @@ pub fn render(summary: &RunSummary, rec: &Recorder) -> String {
     }
     for (t, label) in &global {
         svg.line(x(*t), top, x(*t), plot_bottom, "#9e9e9e", 1.0, Some("4 3"));
+        let dy = if label.ends_with("complete") {
+            24.0
+        } else {
+            12.0
+        };
         svg.text(
             x(*t) + 3.0,
-            plot_bottom + 12.0,
+            plot_bottom + dy,
             label,
             10.0,
             "start",
@@ -342,6 +355,7 @@ pub fn render(summary: &RunSummary, rec: &Recorder) -> String {
         let lane_i = r
             .pod
             .as_ref()
+            .or(r.routed_to.as_ref())
             .and_then(|p| lanes.iter().position(|l| &l.name == p));
         let y0 = match lane_i {
             Some(i) => top + lane_h * i as f64,
@@ -361,10 +375,9 @@ pub fn render(summary: &RunSummary, rec: &Recorder) -> String {
             );
         }
     }
-    let _ = orphans;
 
     // Legend.
-    let ly = plot_bottom + 40.0;
+    let ly = plot_bottom + 50.0;
     let mut lx = 20.0;
     for (name, colour) in PHASES {
         svg.rect(lx, ly - 9.0, 18.0, 10.0, colour, None);
@@ -384,6 +397,7 @@ pub fn render(summary: &RunSummary, rec: &Recorder) -> String {
         ("SIGTERM", "#b71c1c"),
         ("endpoint removed", "#1565c0"),
         ("lameduck drained", "#0d47a1"),
+        ("preStop returned", "#00897b"),
         ("SIGKILL", "#000000"),
     ] {
         svg.line(lx + 5.0, ly - 12.0, lx + 5.0, ly + 2.0, colour, 2.0, None);

@@ -95,6 +95,14 @@ impl Front {
         }
     }
 
+    /// Client port -> backend, for the fronts that keep such a log (the L4 service).
+    pub fn routes(&self) -> Option<std::collections::HashMap<u16, SocketAddr>> {
+        match self {
+            Front::Service(f) => Some(f.routes()),
+            _ => None,
+        }
+    }
+
     pub async fn apply(&self, endpoints: &[Endpoint]) -> Result<()> {
         match self {
             Front::Service(f) => {

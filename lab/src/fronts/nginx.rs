@@ -26,6 +26,9 @@ pub struct Nginx {
     scale: Scale,
     pid: u32,
     child: Mutex<Child>,
+    /// Bumped on every reload; nginx answers it on `/__lab/generation`, so the lab knows when
+    /// the new workers (and so the new upstream) are live.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Nginx {
@@ -37,7 +40,7 @@ impl Nginx {
             std::fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("creating {}", dir.join(sub).display()))?;
         }
-        let conf = render(&dir, addr, scale, &[]);
+        let conf = render(&dir, addr, scale, &[], 0);
         std::fs::write(dir.join("nginx.conf"), conf).context("writing nginx.conf")?;
         let log = std::fs::File::create(dir.join("logs/stderr.log"))?;
         let mut cmd = Command::new(&program);
@@ -62,6 +65,7 @@ impl Nginx {
             scale,
             pid,
             child: Mutex::new(child),
+            generation: 0.into(),
         };
         if !super::wait_listening(addr, Duration::from_secs(10)).await {
             let log = std::fs::read_to_string(nginx.dir.join("logs/error.log")).unwrap_or_default();
@@ -73,13 +77,38 @@ impl Nginx {
 
     /// Rewrites the upstream and reloads (SIGHUP): new workers get the new upstream, old
     /// workers finish their requests and close their keep-alive connections.
+    ///
+    /// Returns once a new connection is served by the new configuration: a reload is
+    /// asynchronous, and counting requests that hit the old workers right after the signal as
+    /// "after the change" would misplace them on the timeline.
     pub async fn apply(&self, endpoints: &[Endpoint]) -> Result<()> {
-        let conf = render(&self.dir, self.addr, self.scale, endpoints);
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let conf = render(&self.dir, self.addr, self.scale, endpoints, generation);
         let tmp = self.dir.join("nginx.conf.new");
         std::fs::write(&tmp, conf).context("writing nginx.conf")?;
         std::fs::rename(&tmp, self.dir.join("nginx.conf")).context("replacing nginx.conf")?;
         procs::signal(self.pid, libc::SIGHUP);
-        Ok(())
+        let want = generation.to_string();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) =
+                crate::httpc::get(self.addr, "/__lab/generation", Duration::from_secs(1)).await
+            {
+                if r.body == want.as_bytes() {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                bail!("nginx did not load configuration {generation} within 10s; error log ends with: {}", tail.join(" | "));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     pub async fn stop(&self) {
@@ -100,7 +129,13 @@ impl Nginx {
 }
 
 /// The whole nginx.conf for one endpoint set. Timeouts are ingress-nginx's defaults, scaled.
-fn render(dir: &Path, addr: SocketAddr, scale: Scale, endpoints: &[Endpoint]) -> String {
+fn render(
+    dir: &Path,
+    addr: SocketAddr,
+    scale: Scale,
+    endpoints: &[Endpoint],
+    generation: u64,
+) -> String {
     // nginx knows ms but not us: whole milliseconds, at least 1.
     let d = |s: u64| {
         format!(
@@ -148,6 +183,10 @@ http {{
     }}
     server {{
         listen {addr};
+        location = /__lab/generation {{
+            access_log off;
+            return 200 "{generation}";
+        }}
         location / {{
             proxy_pass http://pods;
             proxy_http_version 1.1;

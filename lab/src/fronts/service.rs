@@ -12,9 +12,10 @@
 //! (SO_LINGER 0), and the client sees a reset before any response byte. With no endpoints at all
 //! it resets too (kube-proxy REJECTs).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -26,6 +27,8 @@ use crate::endpoints::Endpoint;
 pub struct Service {
     pub addr: SocketAddr,
     backends: Arc<RwLock<Vec<SocketAddr>>>,
+    /// Client port -> backend chosen, the latest per port: what conntrack would show.
+    routes: Arc<Mutex<HashMap<u16, SocketAddr>>>,
     task: JoinHandle<()>,
 }
 
@@ -37,10 +40,12 @@ impl Service {
         let addr = listener.local_addr()?;
         let backends: Arc<RwLock<Vec<SocketAddr>>> = Arc::new(RwLock::new(Vec::new()));
         let rr = Arc::new(AtomicUsize::new(0));
+        let routes: Arc<Mutex<HashMap<u16, SocketAddr>>> = Arc::default();
         let b = backends.clone();
+        let r = routes.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else {
+                let Ok((client, peer)) = listener.accept().await else {
                     continue;
                 };
                 let backend = {
@@ -51,18 +56,26 @@ impl Service {
                         Some(list[rr.fetch_add(1, Ordering::Relaxed) % list.len()])
                     }
                 };
+                if let Some(b) = backend {
+                    r.lock().expect("routes lock").insert(peer.port(), b);
+                }
                 tokio::spawn(forward(client, backend));
             }
         });
         Ok(Service {
             addr,
             backends,
+            routes,
             task,
         })
     }
 
     pub fn apply(&self, endpoints: &[Endpoint]) {
         *self.backends.write().expect("backends lock") = endpoints.iter().map(|e| e.addr).collect();
+    }
+
+    pub fn routes(&self) -> HashMap<u16, SocketAddr> {
+        self.routes.lock().expect("routes lock").clone()
     }
 
     pub fn stop(&self) {

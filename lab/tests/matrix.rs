@@ -1,0 +1,302 @@
+//! The lab, end to end: real slowapp and lameduck processes, real nginx and HAProxy, real
+//! sockets. One short matrix (fast time scale, two rollouts per run) through all three fronts:
+//! every lameduck scenario must lose nothing, the bare scenario must lose requests through the
+//! service front (so the lab can see a loss at all), and every picture and JSON file must be
+//! written and well-formed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The lab's binary, with slowapp and lameduck checked to be beside it (a workspace test run
+/// builds them; `cargo test -p lab` alone does not).
+fn lab() -> Command {
+    let lab = PathBuf::from(env!("CARGO_BIN_EXE_lab"));
+    let dir = lab.parent().expect("target dir");
+    for bin in ["slowapp", "lameduck"] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} is missing: run `cargo build --workspace` first (the lab runs the real binaries)",
+            dir.join(bin).display()
+        );
+    }
+    Command::new(lab)
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let d =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lab-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn read_json(p: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", p.display()))
+}
+
+#[test]
+fn rolling_restarts_through_every_front() {
+    for program in ["nginx", "haproxy"] {
+        let found = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+            .iter()
+            .any(|d| Path::new(d).join(program).is_file());
+        assert!(
+            found,
+            "{program} is not installed: apt-get install nginx-light haproxy"
+        );
+    }
+    let out = out_dir("matrix");
+    let o = lab()
+        .args(["rollout", "--scenario", "bare,lameduck,lameduck-native"])
+        .args(["--front", "service,ingress,router"])
+        .args(["--time-scale", "0.1", "--restarts", "2", "--rate", "80"])
+        // A lag well above zero, so the bare scenario's losses through the service do not
+        // depend on luck: 200..400 ms of wall time at this scale.
+        .args(["--lag", "2s..4s", "--quiet", "--out"])
+        .arg(&out)
+        .output()
+        .expect("running the lab");
+    let summary = read_json(&out.join("summary.json"));
+    let runs = summary["runs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no runs in summary.json\n{}", show(&o)));
+    assert_eq!(runs.len(), 9, "3 scenarios x 3 fronts\n{}", show(&o));
+
+    let mut problems = Vec::new();
+    for r in runs {
+        let (scenario, front) = (
+            r["scenario"].as_str().unwrap(),
+            r["front"].as_str().unwrap(),
+        );
+        let failed = r["failed"].as_u64().unwrap();
+        let requests = r["requests"].as_u64().unwrap();
+        if let Some(e) = r["error"].as_str() {
+            problems.push(format!("{scenario} via {front}: run error: {e}"));
+        }
+        if requests < 200 {
+            problems.push(format!("{scenario} via {front}: only {requests} requests"));
+        }
+        if scenario.starts_with("lameduck") && failed > 0 {
+            problems.push(format!(
+                "{scenario} via {front} lost {failed} requests ({}); see {}",
+                r["failed_by_kind"],
+                out.join(format!("{scenario}-{front}/timeline.svg"))
+                    .display()
+            ));
+        }
+        if scenario == "bare" && front == "service" && failed == 0 {
+            problems.push(
+                "bare via service lost nothing: the lab cannot see the problem it exists to show"
+                    .into(),
+            );
+        }
+        check_run_files(&out.join(format!("{scenario}-{front}")), r, &mut problems);
+    }
+    assert!(problems.is_empty(), "{}\n{}", problems.join("\n"), show(&o));
+    // Exit status follows the lameduck scenarios: they lost nothing, so 0.
+    assert!(o.status.success(), "{}", show(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("| bare | service |"),
+        "the table is printed\n{stdout}"
+    );
+    assert!(
+        stdout.contains("timeline.svg"),
+        "the pictures are named\n{stdout}"
+    );
+}
+
+/// run.json holds every request and the lifecycle events; timeline.svg is well-formed XML with
+/// a lane per pod and a mark per request.
+fn check_run_files(dir: &Path, summary: &Value, problems: &mut Vec<String>) {
+    let run = read_json(&dir.join("run.json"));
+    let requests = run["requests"].as_array().expect("requests array");
+    if requests.len() as u64 != summary["requests"].as_u64().unwrap() {
+        problems.push(format!(
+            "{}: run.json has {} requests, the summary says {}",
+            dir.display(),
+            requests.len(),
+            summary["requests"]
+        ));
+    }
+    for r in requests {
+        for field in ["id", "start", "end", "outcome", "method", "client"] {
+            if r.get(field).is_none() {
+                problems.push(format!(
+                    "{}: a request has no `{field}`: {r}",
+                    dir.display()
+                ));
+                return;
+            }
+        }
+    }
+    let kinds: Vec<&str> = run["events"]
+        .as_array()
+        .expect("events array")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    for k in [
+        "pod_created",
+        "pod_ready",
+        "terminating",
+        "sigterm",
+        "endpoint_removed",
+        "rollout_complete",
+        "container_exited",
+    ] {
+        if !kinds.contains(&k) {
+            problems.push(format!("{}: no `{k}` event", dir.display()));
+        }
+    }
+    let pods: std::collections::BTreeSet<&str> = run["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "pod_created")
+        .filter_map(|e| e["pod"].as_str())
+        .collect();
+
+    let svg_text = std::fs::read_to_string(dir.join("timeline.svg")).expect("timeline.svg");
+    let doc = match roxmltree::Document::parse(&svg_text) {
+        Ok(d) => d,
+        Err(e) => {
+            problems.push(format!(
+                "{}/timeline.svg is not well-formed XML: {e}",
+                dir.display()
+            ));
+            return;
+        }
+    };
+    if doc.root_element().tag_name().name() != "svg" {
+        problems.push(format!("{}/timeline.svg: root is not <svg>", dir.display()));
+    }
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .collect();
+    for p in &pods {
+        if !texts.contains(p) {
+            problems.push(format!("{}/timeline.svg: no lane for {p}", dir.display()));
+        }
+    }
+    let marks = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("title") && n.text().is_some_and(|t| t.starts_with('#')))
+        .count();
+    if marks != requests.len() {
+        problems.push(format!(
+            "{}/timeline.svg: {marks} request marks for {} requests",
+            dir.display(),
+            requests.len()
+        ));
+    }
+}
+
+#[test]
+fn a_bad_flag_exits_2_naming_it() {
+    let o = lab()
+        .args(["rollout", "--rate", "fast"])
+        .output()
+        .expect("running the lab");
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--rate"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn an_unknown_scenario_is_named() {
+    let o = lab()
+        .args(["rollout", "--scenario", "nope", "--out"])
+        .arg(out_dir("unknown"))
+        .output()
+        .expect("running the lab");
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unknown scenario `nope`") && err.contains("lameduck"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn missing_binaries_say_how_to_build_them() {
+    let empty = out_dir("nobins");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = lab()
+        .args([
+            "rollout",
+            "--scenario",
+            "bare",
+            "--front",
+            "service",
+            "--bin-dir",
+        ])
+        .arg(&empty)
+        .arg("--out")
+        .arg(empty.join("out"))
+        .output()
+        .expect("running the lab");
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cargo build --workspace"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn a_manifest_file_runs_as_a_scenario() {
+    // The seed's prestop-sleep Deployment behind a Service document naming the target port,
+    // as `kubectl kustomize` would render it: the Deployment is picked out of the documents.
+    let dir = out_dir("manifest");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("rendered.yaml");
+    let deployment = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/prestop-sleep.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        &manifest,
+        format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n    targetPort: http\n---\n{deployment}"),
+    )
+    .unwrap();
+    let o = lab()
+        .args(["rollout", "--manifest"])
+        .arg(&manifest)
+        .args([
+            "--front",
+            "service",
+            "--restarts",
+            "1",
+            "--rate",
+            "40",
+            "--quiet",
+            "--out",
+        ])
+        .arg(dir.join("out"))
+        .output()
+        .expect("running the lab");
+    // Not a lameduck scenario: its losses do not fail the run.
+    assert!(o.status.success(), "{}", show(&o));
+    let summary = read_json(&dir.join("out/summary.json"));
+    assert_eq!(summary["runs"][0]["scenario"], "rendered", "{}", show(&o));
+    assert!(summary["runs"][0]["error"].is_null(), "{}", show(&o));
+}
