@@ -8,6 +8,7 @@
 //! - native sidecars get SIGTERM only once every main container has exited, last declared first;
 //! - at t0 + terminationGracePeriodSeconds whatever still runs gets SIGKILL. The countdown
 //!   includes the preStop hooks, and a preStop `httpGet` has no timeout of its own.
+//!
 //! Readiness probes keep running during termination, as the kubelet's do, so the picture shows
 //! when each pod's `/ready` turned.
 

@@ -3,7 +3,7 @@
 //! The built-in manifests are compiled into the binary so `lab` runs from any directory; they
 //! are also plain files under `lab/manifests/`, to read and to copy.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::{bail, Result};
 
@@ -59,7 +59,7 @@ pub fn builtin(name: &str, target_port: Option<u16>) -> Result<Scenario> {
     }
 }
 
-pub fn from_file(path: &PathBuf, target_port: Option<u16>) -> Result<Scenario> {
+pub fn from_file(path: &Path, target_port: Option<u16>) -> Result<Scenario> {
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

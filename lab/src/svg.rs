@@ -48,6 +48,7 @@ impl Svg {
         self.buf.push_str("</rect>\n");
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn line(
         &mut self,
         x1: f64,

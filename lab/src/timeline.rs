@@ -109,16 +109,8 @@ fn lanes(rec: &Recorder) -> (Vec<Lane>, Vec<(f64, String)>) {
                     lane.lameduck_containers.push(container.clone());
                 }
             }
-            EventKind::PodReady => {
-                if lane.phase() == "starting" {
-                    lane.enter(t, "ready")
-                }
-            }
-            EventKind::PodUnready => {
-                if lane.phase() == "ready" {
-                    lane.enter(t, "starting")
-                }
-            }
+            EventKind::PodReady if lane.phase() == "starting" => lane.enter(t, "ready"),
+            EventKind::PodUnready if lane.phase() == "ready" => lane.enter(t, "starting"),
             EventKind::Terminating => {
                 lane.enter(t, "terminating");
                 lane.marks
