@@ -84,9 +84,21 @@ pub struct Conn {
 
 impl Conn {
     pub async fn connect(addr: SocketAddr) -> Result<Conn, ClientError> {
-        let stream = TcpStream::connect(addr)
-            .await
+        Conn::connect_from(addr, |_| {}).await
+    }
+
+    /// Connects from an explicitly bound loopback port, reported through `port` before the
+    /// handshake: a connection the front resets at once still tells which route it took.
+    pub async fn connect_from(
+        addr: SocketAddr,
+        port: impl FnOnce(u16),
+    ) -> Result<Conn, ClientError> {
+        let socket = tokio::net::TcpSocket::new_v4().map_err(ClientError::from_io)?;
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .map_err(ClientError::from_io)?;
+        port(socket.local_addr().map(|a| a.port()).unwrap_or(0));
+        let stream = socket.connect(addr).await.map_err(ClientError::from_io)?;
         let _ = stream.set_nodelay(true);
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
         Ok(Conn {

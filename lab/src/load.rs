@@ -148,7 +148,9 @@ async fn one(
     let send = |conn: Option<Conn>| async {
         let mut conn = match conn {
             Some(c) => c,
-            None => Conn::connect(target).await.map_err(|e| (e, false))?,
+            None => Conn::connect_from(target, |p| port.store(p, Ordering::Relaxed))
+                .await
+                .map_err(|e| (e, false))?,
         };
         port.store(conn.local_port, Ordering::Relaxed);
         match conn.request(method, &host, &path, &body, close).await {
