@@ -100,6 +100,34 @@ impl Controller {
                 .is_some_and(|t| self.node.rec.now() - t >= min_ready)
     }
 
+    /// The first container that exited unasked, with the end of its log: a binary that refuses
+    /// its flags (a budget check, a bad value) says why there.
+    fn unexpected_exit(&self) -> Option<String> {
+        self.node.rec.events().iter().find_map(|e| match &e.kind {
+            EventKind::UnexpectedExit {
+                container, code, ..
+            } => {
+                let pod = e.pod.clone().unwrap_or_default();
+                let log = self.node.log_dir.join(format!("{pod}-{container}.log"));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text
+                    .lines()
+                    .rev()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                Some(format!(
+                    "{pod} {container} (exit code {code:?}); {} ends with: {}",
+                    log.display(),
+                    tail.join(" | ")
+                ))
+            }
+            _ => None,
+        })
+    }
+
     /// Creates the first revision and waits until every replica is available.
     pub async fn scale_up(&mut self, timeout: Duration) -> Result<()> {
         for _ in 0..self.deployment.replicas {
@@ -112,6 +140,9 @@ impl Controller {
             if live.iter().filter(|p| self.available(p)).count() as u32 >= self.deployment.replicas
             {
                 return Ok(());
+            }
+            if let Some(why) = self.unexpected_exit() {
+                bail!("a container of the first pods exited during start-up: {why}");
             }
             if tokio::time::Instant::now() > deadline {
                 bail!(

@@ -207,6 +207,7 @@ async fn one(
                 error,
                 local_port,
                 routed_to: None,
+                front_caused: false,
             }
         }
         Err(e) => RequestRecord {
@@ -224,6 +225,7 @@ async fn one(
             error: Some(e.to_string()),
             local_port,
             routed_to: None,
+            front_caused: false,
         },
     };
     rec.request(record);

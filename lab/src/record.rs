@@ -158,6 +158,11 @@ pub struct RequestRecord {
     /// one (a reset says nothing): filled in after the run from the front's own routing log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routed_to: Option<String>,
+    /// The failure happened between the client and the front: the request never reached the
+    /// front's request handling, so no pod could have caused or prevented it (an nginx worker
+    /// retiring after a reload closed the client's idle keep-alive connection as the request
+    /// was sent). Only set when the front's own log proves it.
+    pub front_caused: bool,
 }
 
 /// The run's shared log.
@@ -212,6 +217,15 @@ impl Recorder {
         for r in self.requests.lock().expect("recorder lock").iter_mut() {
             if r.pod.is_none() && r.local_port != 0 {
                 r.routed_to = route(r.local_port);
+            }
+        }
+    }
+
+    /// Marks the failed requests that the front never handled (`handled(id)` is false).
+    pub fn blame_front(&self, handled: impl Fn(u64) -> bool) {
+        for r in self.requests.lock().expect("recorder lock").iter_mut() {
+            if r.outcome != Outcome::Ok && r.status.is_none() && !handled(r.id) {
+                r.front_caused = true;
             }
         }
     }

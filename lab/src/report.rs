@@ -28,6 +28,8 @@ pub struct RunSummary {
     pub failed_by_method: BTreeMap<String, usize>,
     /// Of the failed keep-alive requests, those sent on a reused connection.
     pub failed_reused: usize,
+    /// Of the failed requests, those the front itself lost before any pod was involved.
+    pub front_caused: usize,
     /// Requests that succeeded only on a client retry (see `RequestRecord::retried`).
     pub retried: usize,
     /// Containers that ended without the lab asking (killed from outside, or crashed): the
@@ -117,6 +119,7 @@ pub fn summarize(
         failed_by_client,
         failed_by_method,
         failed_reused,
+        front_caused: reqs.iter().filter(|r| r.front_caused).count(),
         retried: reqs
             .iter()
             .filter(|r| r.retried && r.outcome == Outcome::Ok)
@@ -198,17 +201,17 @@ pub fn table(rows: &[RunSummary]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| scenario | front | requests | ok | failed | refused | reset | 5xx | timeout | other | retried ok | p50 ms | p99 ms | rollout s |"
+        "| scenario | front | requests | ok | failed | refused | reset | 5xx | timeout | other | of which front | retried ok | p50 ms | p99 ms | rollout s |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in rows {
         let k = |n: &str| r.failed_by_kind.get(n).copied().unwrap_or(0);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} |",
             r.scenario,
             r.front,
             r.requests,
@@ -219,6 +222,7 @@ pub fn table(rows: &[RunSummary]) -> String {
             k("5xx"),
             k("timeout"),
             k("other"),
+            r.front_caused,
             r.retried,
             r.p50_ms,
             r.p99_ms,

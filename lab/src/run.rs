@@ -106,8 +106,11 @@ pub async fn run_one(
         });
     }
     // Teardown, whatever happened: pods, front, control loops.
-    controller.teardown().await;
     front.stop().await;
+    if let Some(ids) = front.handled_ids() {
+        rec.blame_front(|id| ids.contains(&id));
+    }
+    controller.teardown().await;
     publisher.abort();
     propagator.abort();
     let outcome_note = result.as_ref().err().map(|e| format!("{e:#}"));

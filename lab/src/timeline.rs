@@ -201,6 +201,9 @@ fn describe(r: &RequestRecord) -> String {
     if let Some(e) = &r.error {
         s.push_str(&format!(" ({e})"));
     }
+    if r.front_caused {
+        s.push_str(" [lost by the front itself, before any pod]");
+    }
     s
 }
 

@@ -103,6 +103,15 @@ impl Front {
         }
     }
 
+    /// The request ids the front handled (read from its access log), for the fronts that log
+    /// them (nginx).
+    pub fn handled_ids(&self) -> Option<std::collections::HashSet<u64>> {
+        match self {
+            Front::Nginx(f) => Some(f.handled_ids()),
+            _ => None,
+        }
+    }
+
     pub async fn apply(&self, endpoints: &[Endpoint]) -> Result<()> {
         match self {
             Front::Service(f) => {

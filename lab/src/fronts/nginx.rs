@@ -111,6 +111,20 @@ impl Nginx {
         }
     }
 
+    /// Every request id (`id=N` in the query) in the access log.
+    pub fn handled_ids(&self) -> std::collections::HashSet<u64> {
+        let log = std::fs::read_to_string(self.dir.join("logs/access.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| {
+                let rest = &l[l.find("id=")? + 3..];
+                let end = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                rest[..end].parse().ok()
+            })
+            .collect()
+    }
+
     pub async fn stop(&self) {
         procs::signal(self.pid, libc::SIGQUIT);
         let mut child = self.child.lock().await;
