@@ -3,7 +3,8 @@
 #
 #   docker build -f Dockerfile.app -t slowapp:0.1.0 .
 #
-# BUILDER_IMAGE, RUNTIME_IMAGE and BINARY_FROM=host work as in Dockerfile.proxy.
+# BUILDER_IMAGE, RUNTIME_IMAGE, BINARY_FROM=host (target/image/slowapp) and the stripping work
+# as in Dockerfile.proxy.
 
 ARG BUILDER_IMAGE=docker.io/library/rust:1-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
@@ -18,13 +19,14 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p slowapp \
-    && install -D -m 0755 target/release/slowapp /out/slowapp
+    && mkdir -p /out \
+    && objcopy --strip-debug target/release/slowapp /out/slowapp
 
 FROM scratch AS binary-from-source
 COPY --from=builder /out/slowapp /slowapp
 
 FROM scratch AS binary-from-host
-COPY target/release/slowapp /slowapp
+COPY target/image/slowapp /slowapp
 
 # A stage picked by BINARY_FROM, not an image to tag.
 # hadolint ignore=DL3006
