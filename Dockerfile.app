@@ -3,12 +3,11 @@
 #
 #   docker build -f Dockerfile.app -t slowapp:0.1.0 .
 #
-# BUILDER_IMAGE, RUNTIME_IMAGE, BINARY_FROM=host (target/image/slowapp) and the stripping work
-# as in Dockerfile.proxy.
+# BUILDER_IMAGE, RUNTIME_IMAGE, `--target from-host` (target/image/slowapp) and the stripping
+# work as in Dockerfile.proxy.
 
 ARG BUILDER_IMAGE=docker.io/library/rust:1-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
-ARG BINARY_FROM=source
 
 FROM ${BUILDER_IMAGE} AS builder
 # The workspace includes lameduck, whose pingora-core needs cmake to resolve and build.
@@ -22,24 +21,20 @@ RUN cargo build --release --locked -p slowapp \
     && mkdir -p /out \
     && objcopy --strip-debug target/release/slowapp /out/slowapp
 
-FROM scratch AS binary-from-source
-COPY --from=builder /out/slowapp /slowapp
-
-FROM scratch AS binary-from-host
-COPY target/image/slowapp /slowapp
-
-# A stage picked by BINARY_FROM, not an image to tag.
-# hadolint ignore=DL3006
-FROM binary-from-${BINARY_FROM} AS binary
-
-FROM ${RUNTIME_IMAGE}
+FROM ${RUNTIME_IMAGE} AS runtime
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="slowapp" \
       org.opencontainers.image.description="The seed's slow HTTP app: slow /, /ready after a startup delay, graceful shutdown on SIGTERM" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://example.invalid/lameduck"
-COPY --from=binary /slowapp /usr/local/bin/slowapp
 USER 65532:65532
 EXPOSE 9090
 ENTRYPOINT ["/usr/local/bin/slowapp"]
+
+FROM runtime AS from-host
+COPY target/image/slowapp /usr/local/bin/slowapp
+
+# The default target (last): built from source.
+FROM runtime AS from-source
+COPY --from=builder /out/slowapp /usr/local/bin/slowapp

@@ -7,7 +7,7 @@
 #   2. the runtime base is made locally, distroless-style, from Debian's libc6 and libgcc-s1
 #      packages (what gcr.io/distroless/cc-debian12 holds, plus a nonroot user 65532), and
 #   3. the binaries are built on the host (`cargo build --release --locked`, stripped as the
-#      Dockerfiles strip them) and copied in with BINARY_FROM=host: the Dockerfiles' own builder
+#      Dockerfiles strip them) and copied in with `--target from-host`: the Dockerfiles' own builder
 #      stage needs a Rust image, which cannot be pulled here;
 #   4. both images are built from Dockerfile.proxy and Dockerfile.app with those build args;
 #   5. a pod runs slowapp and lameduck with the Kubernetes manifests' security settings
@@ -19,12 +19,25 @@
 #      gets its SIGTERM (`podman stop`); both requests must complete with 200 and both
 #      containers exit 0.
 #
+# --from-source instead runs the Dockerfiles' own builder stage (cargo build --locked inside the
+# build): its BUILDER_IMAGE is then a local Debian bookworm made with debootstrap (gcc, make,
+# binutils), and since no Rust image can be pulled, the host's Rust toolchain and crate cache are
+# bind-mounted into the build (`podman build -v`: read-only toolchain, the crate cache); the
+# builder's own `apt-get install cmake` runs for real. Slow: a full release build per image.
+#
 # Not part of CI by default: it installs podman, needs root, and builds release binaries (minutes
-# on a cold target/). Run it by hand: `sudo scripts/podman-pod-test.sh`.
+# on a cold target/). Run it by hand: `sudo scripts/podman-pod-test.sh [--from-source]`.
 # Exit: 0 pass; 1 a check failed, or no container engine could be set up (said on stderr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+
+FROM_SOURCE=0
+case ${1:-} in
+--from-source) FROM_SOURCE=1 ;;
+"") ;;
+*) echo "usage: $0 [--from-source]" >&2; exit 2 ;;
+esac
 
 IP=127.0.77.1
 DATA_PORT=18080
@@ -33,6 +46,7 @@ APP_PORT=19090
 POD=lameduck-pod-test
 VERSION=0.1.0
 BASE_IMAGE=localhost/lameduck-runtime-base:bookworm
+BUILDER_IMAGE=localhost/lameduck-builder-base:bookworm
 WORK=target/podman
 
 die() { echo "podman-pod-test: FAIL: $*" >&2; exit 1; }
@@ -45,6 +59,7 @@ need podman podman
 need runc runc
 need curl curl
 need binutils objcopy
+((FROM_SOURCE)) && need debootstrap debootstrap
 install_needed
 mkdir -p "$WORK"
 cat >"$WORK/containers.conf" <<'EOF'
@@ -77,18 +92,48 @@ printf '%s\n' 'root:x:0:' 'nobody:x:65534:' 'nonroot:x:65532:' >"$base/rootfs/et
 tar -C "$base/rootfs" -cf "$base/rootfs.tar" .
 podman import --quiet --change 'USER 65532:65532' "$base/rootfs.tar" "$BASE_IMAGE" >/dev/null
 
-step "release binaries on the host"
-cargo build --release --locked -p lameduck -p slowapp
-mkdir -p target/image
-for bin in lameduck slowapp; do
-    objcopy --strip-debug "target/release/$bin" "target/image/$bin"
-done
+if ((FROM_SOURCE)); then
+    step "builder base image $BUILDER_IMAGE (debootstrap bookworm; host toolchain mounted)"
+    rootfs=$WORK/builder-rootfs
+    if [[ ! -x $rootfs/usr/bin/gcc ]]; then
+        rm -rf "$rootfs"
+        debootstrap --variant=minbase --include=gcc,libc6-dev,make,binutils,ca-certificates \
+            bookworm "$rootfs" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1 ||
+            die "debootstrap failed (see $WORK/debootstrap.log)"
+    fi
+    tar -C "$rootfs" -cf "$WORK/builder-rootfs.tar" .
+    # The layout of the official rust images, whose toolchain lives in /usr/local.
+    podman import --quiet \
+        --change 'ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo' \
+        --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        "$WORK/builder-rootfs.tar" "$BUILDER_IMAGE" >/dev/null
+    rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
+    cargo_home=${CARGO_HOME:-$HOME/.cargo}
+    [[ -d $rustup_home/toolchains && -x $cargo_home/bin/cargo ]] ||
+        die "no rustup toolchain in $rustup_home / $cargo_home to mount into the builder"
+    # Crates come from the host's cache: fetch them first (a no-op when already there).
+    cargo fetch --locked >/dev/null
+    build_args=(--network host
+        -v "$rustup_home:/usr/local/rustup:ro" -v "$cargo_home/bin:/usr/local/cargo/bin:ro"
+        -v "$cargo_home/registry:/usr/local/cargo/registry"
+        --build-arg BUILDER_IMAGE="$BUILDER_IMAGE" --target from-source)
+else
+    step "release binaries on the host"
+    cargo build --release --locked -p lameduck -p slowapp
+    mkdir -p target/image
+    for bin in lameduck slowapp; do
+        objcopy --strip-debug "target/release/$bin" "target/image/$bin"
+    done
+    build_args=(--target from-host)
+fi
 
 step "images"
 build() { # build DOCKERFILE TAG
-    podman build --quiet -f "$1" \
-        --build-arg BINARY_FROM=host --build-arg RUNTIME_IMAGE="$BASE_IMAGE" \
-        --build-arg VERSION="$VERSION" -t "$2" . >/dev/null || die "podman build -f $1 failed"
+    local t0=$SECONDS
+    podman build --quiet -f "$1" "${build_args[@]}" --build-arg RUNTIME_IMAGE="$BASE_IMAGE" \
+        --build-arg VERSION="$VERSION" -t "$2" . >"$WORK/build.log" 2>&1 ||
+        { tail -n 30 "$WORK/build.log" >&2; die "podman build -f $1 failed"; }
+    echo "     built $2 in $((SECONDS - t0)) s"
 }
 build Dockerfile.proxy "localhost/lameduck:$VERSION"
 build Dockerfile.app "localhost/slowapp:$VERSION"
@@ -148,10 +193,12 @@ t0=$(date +%s%N)
 # lameduck (no preStop) gets SIGTERM at once...
 podman stop --time 45 "$POD-lameduck" >"$WORK/stop-lameduck.out" 2>&1 &
 stop_lameduck=$!
-# ...while the app's preStop calls /drain, which answers once lameduck has drained.
+wait_for "/ready 503 after SIGTERM" 5 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' $admin/ready) == 503 ]]"
+echo "ok   /ready 503 $((($(date +%s%N) - t0) / 1000000)) ms after podman stop"
+# ...while the app's preStop calls /drain, which answers once lameduck has drained. (The kubelet
+# starts both at once; waiting for the SIGTERM first makes it the shutdown's cause every run.)
 curl -sS -o "$WORK/drain.body" -w '%{http_code}' "$admin/drain" >"$WORK/drain.code" 2>"$WORK/drain.err" &
 drain=$!
-wait_for "/ready 503 after SIGTERM" 5 bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' $admin/ready) == 503 ]]"
 # A request that arrives after SIGTERM, as one does while endpoint removal propagates.
 curl -sS -o "$WORK/late.body" -w '%{http_code}' "$data/" >"$WORK/late.code" 2>"$WORK/late.err" &
 late=$!
