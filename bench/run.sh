@@ -42,6 +42,7 @@ Usage: bench/run.sh [options]
   --upstream KIND      nginx (default) or slowapp: the app every target forwards to
   --profile P          release (default) or debug: which build of lameduck/slowapp to run
   --no-build           do not run cargo build; use the binaries already in target/
+  --lameduck-bin PATH  run this lameduck binary instead (e.g. a patched build); implies --no-build
   --port-base P        first of the 6 consecutive ports used on 127.0.0.1 (default 28080)
   --out DIR            where raw results go (default target/bench/run-<time>)
   -h, --help           this text
@@ -53,7 +54,7 @@ log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 QUICK=0 ROUNDS=3 DURATION=8 LAT_DURATION=10 RATES="1000 5000" CONNECTIONS=50 IDLE_CONNS=1000
 LAYOUTS="pinned unpinned" TARGETS="direct lameduck nginx haproxy" UPSTREAM_KIND=nginx
-PROFILE=release BUILD=1 PORT_BASE=28080 OUT=""
+PROFILE=release BUILD=1 PORT_BASE=28080 OUT="" LAMEDUCK_BIN=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
@@ -68,6 +69,7 @@ while [[ $# -gt 0 ]]; do
         --upstream) UPSTREAM_KIND=${2:?--upstream needs a value}; shift ;;
         --profile) PROFILE=${2:?--profile needs a value}; shift ;;
         --no-build) BUILD=0 ;;
+        --lameduck-bin) LAMEDUCK_BIN=${2:?--lameduck-bin needs a value}; BUILD=0; shift ;;
         --port-base) PORT_BASE=${2:?--port-base needs a value}; shift ;;
         --out) OUT=${2:?--out needs a value}; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -125,7 +127,8 @@ if [[ $BUILD == 1 ]]; then
     flag=(); [[ $PROFILE == release ]] && flag=(--release)
     (cd "$REPO" && cargo build -q "${flag[@]}" -p lameduck -p slowapp) || die "cargo build failed"
 fi
-[[ -x $BIN_DIR/lameduck ]] || die "$BIN_DIR/lameduck not found (build it, or drop --no-build)"
+LAMEDUCK_BIN=${LAMEDUCK_BIN:-$BIN_DIR/lameduck}
+[[ -x $LAMEDUCK_BIN ]] || die "$LAMEDUCK_BIN not found (build it, or drop --no-build)"
 [[ $UPSTREAM_KIND != slowapp || -x $BIN_DIR/slowapp ]] || die "$BIN_DIR/slowapp not found"
 
 # --- scratch directory, ports, limits -----------------------------------------------------------
@@ -230,7 +233,7 @@ wait_http direct "$P_UPSTREAM"
 for t in $TARGETS; do
     case $t in
         lameduck)
-            start lameduck env RUST_LOG="${RUST_LOG:-info}" "$BIN_DIR/lameduck" \
+            start lameduck env RUST_LOG="${RUST_LOG:-info}" "$LAMEDUCK_BIN" \
                 --listen "127.0.0.1:$P_LAMEDUCK" --admin-listen "127.0.0.1:$P_ADMIN" \
                 --upstream "$UP" --app-probe tcp ;;
         nginx)
@@ -254,7 +257,7 @@ num() { [[ $1 =~ ^-?[0-9]+(\.[0-9]+)?$ ]] && echo "$1" || echo null; }
 # Other builds on the machine are the main noise source; record how busy it was at each sample.
 noise() {
     local builds load _
-    builds=$(pgrep -c -x 'rustc|cargo|cc|ld|cc1|cc1plus' || true)
+    builds=$(($(pgrep -c rustc || true) + $(pgrep -c cargo || true)))
     read -r load _ </proc/loadavg
     printf '"builds_running":%s,"loadavg1":%s' "$(num "$builds")" "$(num "$load")"
 }
@@ -339,7 +342,7 @@ idle_conns() { # target
 cat >"$OUT/meta.json" <<EOF
 {"started":"$(date -u +%FT%TZ)","nproc":$NCPU,"cpu":"$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)",
  "kernel":"$(uname -r)","mem_total_kb":$(awk '/MemTotal/ {print $2}' /proc/meminfo),
- "lameduck":"$("$BIN_DIR/lameduck" --version 2>/dev/null | head -1) ($PROFILE, git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))",
+ "lameduck":"$("$LAMEDUCK_BIN" --version 2>/dev/null | head -1) ($PROFILE, built $(date -u -r "$LAMEDUCK_BIN" +%FT%TZ), tree at git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))",
  "upstream":"$UPSTREAM_KIND","wrk":"$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')","h2load":"$(h2load --version | head -1)",
  "nginx":"$("$NGINX" -v 2>&1 | sed 's/.*: //')","haproxy":"$("$HAPROXY" -v | head -1 | awk '{print $3}')",
  "rounds":$ROUNDS,"duration_s":$DURATION,"latency_duration_s":$LAT_DURATION,"rates":[${RATES// /,}],
