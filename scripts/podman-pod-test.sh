@@ -104,7 +104,7 @@ if ((FROM_SOURCE)); then
     tar -C "$rootfs" -cf "$WORK/builder-rootfs.tar" .
     # The layout of the official rust images, whose toolchain lives in /usr/local.
     podman import --quiet \
-        --change 'ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo' \
+        --change 'ENV RUSTUP_HOME=/usr/local/rustup' --change 'ENV CARGO_HOME=/usr/local/cargo' \
         --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         "$WORK/builder-rootfs.tar" "$BUILDER_IMAGE" >/dev/null
     rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
@@ -187,6 +187,11 @@ in_flight() { curl -fsS "$admin/metrics" | grep -q "^lameduck_in_flight_requests
 curl -sS -o "$WORK/early.body" -w '%{http_code}' "$data/" >"$WORK/early.code" 2>"$WORK/early.err" &
 early=$!
 wait_for "the slow request to be in flight" 10 in_flight 1
+
+for c in lameduck app; do
+    pid=$(podman inspect --format '{{.State.Pid}}' "$POD-$c")
+    echo "     $c peak RSS so far: $(awk '/^VmHWM/ {print $2, $3}' "/proc/$pid/status")"
+done
 
 step "shutdown, as the kubelet does it"
 t0=$(date +%s%N)
