@@ -351,7 +351,7 @@ cat >"$OUT/meta.json" <<EOF
  "upstream":"$UPSTREAM_KIND","wrk":"$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')","h2load":"$(h2load --version | head -1)",
  "nginx":"$("$NGINX" -v 2>&1 | sed 's/.*: //')","haproxy":"$("$HAPROXY" -v | head -1 | awk '{print $3}')",
  "rounds":$ROUNDS,"duration_s":$DURATION,"latency_duration_s":$LAT_DURATION,"rates":[${RATES// /,}],
- "connections":$CONNECTIONS,"idle_conns":$IDLE_CONNS,"layouts":"$LAYOUTS","targets":"direct $TARGETS","quick":$QUICK,
+ "connections":$CONNECTIONS,"idle_conns":$IDLE_CONNS,"layouts":"$LAYOUTS","targets":"direct ${TARGETS//direct/}","quick":$QUICK,
  "clk_tck":$TICK}
 EOF
 
