@@ -91,17 +91,15 @@ impl DataPlane {
     /// Waits for the first bytes of the next request on an idle connection and puts them back.
     ///
     /// Returns `None` when the connection should close instead: the client closed it, it was
-    /// idle too long, or the shutdown wants it gone. A kept-alive connection that already
-    /// served a request is closed as soon as the lame-duck window opens, so that its client
-    /// (an ingress controller's pool, a kube-proxy-pinned client) reconnects to another pod
-    /// instead of staying pinned here. A fresh connection that has not sent anything yet may be
-    /// a client that was just routed here, so it is given until draining begins.
-    async fn next_request(&self, mut stream: Stream, reused: bool) -> Option<(Stream, Vec<u8>)> {
-        let close_at = if reused {
-            Phase::LameDuck
-        } else {
-            Phase::Draining
-        };
+    /// idle too long, or the shutdown wants it gone: idle connections are closed when draining
+    /// begins. Not earlier: closing an idle keep-alive connection races with a client sending
+    /// on it at that instant (RFC 9112, 9.6), and a POST lost in that race cannot be retried.
+    /// The rollout lab lost POSTs this way through all three fronts when idle connections were
+    /// closed as the window opened. During the window every request on such a connection is
+    /// answered with `Connection: close`, which moves it elsewhere with no race; by the end of
+    /// the window (quiet period) the fronts have stopped sending here.
+    async fn next_request(&self, mut stream: Stream, _reused: bool) -> Option<(Stream, Vec<u8>)> {
+        let close_at = Phase::Draining;
         let mut phase = self.lc.subscribe();
         let mut buf = vec![0u8; H2_PREFACE.len()];
         let n = tokio::select! {
