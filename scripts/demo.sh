@@ -3,6 +3,7 @@
 # out: a slow request in flight, SIGTERM, /ready failing at once while a late request is still
 # served (with Connection: close), the in-flight request finishing, lameduck draining and
 # exiting 0, and only then the app's own shutdown, as its preStop /drain would order it.
+# Then the rollout lab: whole rolling restarts under load, with and without lameduck.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -12,10 +13,12 @@ step() { echo; echo "==> $*"; }
 step "system packages"
 need cmake cmake  # pingora-core builds zlib-ng with cmake
 need curl curl    # the demo's client
+need "nginx-light|nginx" nginx  # the lab's ingress front
+need haproxy haproxy            # the lab's router front
 install_needed
 
-step "cargo build --release (slowapp, lameduck)"
-cargo build --release --locked -p slowapp -p lameduck
+step "cargo build --release (slowapp, lameduck, lab)"
+cargo build --release --locked -p slowapp -p lameduck -p lab
 bin=target/release
 
 app_addr=127.0.0.1:9090
@@ -89,3 +92,8 @@ cat "$ld_log"
 step "slowapp's log"
 cat "$app_log"
 [[ $status -eq 0 && $app_status -eq 0 ]]
+
+step "the rollout lab: bare, preStop sleep and lameduck pods, rolled through a Service, nginx and HAProxy"
+# A few minutes; prints the table and where the timeline pictures are. Exits non-zero if a
+# lameduck scenario lost a request.
+"$bin/lab"

@@ -235,7 +235,8 @@ pub async fn rollout(args: RolloutArgs) -> Result<bool> {
             timeout: scale.apply(args.request_timeout),
             seed: args.seed,
         },
-        out_dir: args.out.clone(),
+        // Absolute: nginx resolves relative paths against its `-p` prefix, not our cwd.
+        out_dir: std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone()),
         seed: args.seed,
     };
     let ips = Arc::new(IpPool::new(20 + (std::process::id() % 200) as u8));
