@@ -8,8 +8,9 @@
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
@@ -46,6 +47,29 @@ pub fn signal(pid: u32, sig: i32) {
     unsafe {
         libc::kill(pid as i32, sig);
     }
+}
+
+/// How long a front daemon gets to finish after its graceful-stop signal.
+const DAEMON_GRACE: Duration = Duration::from_secs(3);
+
+/// Stops a daemon that leads its own process group (nginx, HAProxy) and forgets it.
+///
+/// `graceful` goes to the master alone, so it can let its workers finish their requests; if
+/// the master has not exited after [`DAEMON_GRACE`], the whole group gets SIGKILL, so that no
+/// worker outlives the front (and the lab's teardown is bounded).
+pub async fn stop_daemon(pid: u32, child: &mut Child, graceful: i32) {
+    signal(pid, graceful);
+    if tokio::time::timeout(DAEMON_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        // SAFETY: the daemon leads its own process group (see `harden`).
+        unsafe {
+            libc::kill(-(pid as i32), libc::SIGKILL);
+        }
+        let _ = child.wait().await;
+    }
+    unregister(pid);
 }
 
 /// SIGKILLs the process group of every registered child. Safe to call from a panic hook.

@@ -144,19 +144,8 @@ impl Haproxy {
     }
 
     pub async fn stop(&self) {
-        procs::signal(self.pid, libc::SIGUSR1); // soft stop
-        let mut child = self.child.lock().await;
-        if tokio::time::timeout(Duration::from_secs(3), child.wait())
-            .await
-            .is_err()
-        {
-            // SAFETY: haproxy leads its own process group.
-            unsafe {
-                libc::kill(-(self.pid as i32), libc::SIGKILL);
-            }
-            let _ = child.wait().await;
-        }
-        procs::unregister(self.pid);
+        // SIGUSR1: soft stop, the workers finish what they serve.
+        procs::stop_daemon(self.pid, &mut *self.child.lock().await, libc::SIGUSR1).await;
     }
 }
 

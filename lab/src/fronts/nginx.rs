@@ -126,19 +126,8 @@ impl Nginx {
     }
 
     pub async fn stop(&self) {
-        procs::signal(self.pid, libc::SIGQUIT);
-        let mut child = self.child.lock().await;
-        if tokio::time::timeout(Duration::from_secs(3), child.wait())
-            .await
-            .is_err()
-        {
-            // SAFETY: nginx leads its own process group.
-            unsafe {
-                libc::kill(-(self.pid as i32), libc::SIGKILL);
-            }
-            let _ = child.wait().await;
-        }
-        procs::unregister(self.pid);
+        // SIGQUIT: graceful shutdown, the workers finish what they serve.
+        procs::stop_daemon(self.pid, &mut *self.child.lock().await, libc::SIGQUIT).await;
     }
 }
 
