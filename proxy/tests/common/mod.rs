@@ -1,21 +1,21 @@
 //! Test support: start the real `lameduck` and `slowapp` binaries on free loopback ports, talk
 //! HTTP/1.1 to them over real sockets, and wait on conditions with deadlines.
+//!
+//! The generic pieces (the HTTP client, the captured child process, `wait_until`) live in
+//! `testkit`, shared with the slowapp suite, and are re-exported here under the names the tests
+//! use; what is lameduck's own (its flags, its admin API, metrics) is here.
 
-#![allow(dead_code)]
+#![allow(dead_code)] // each test file uses its own subset
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-pub const DEADLINE: Duration = Duration::from_secs(10);
+#[allow(unused_imports)] // like the functions: each test file uses its own subset
+pub use testkit::{get, wait_until, Client, Proc, Response, DEADLINE};
 
 /// A port nothing listens on right now.
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().unwrap()
+    testkit::free_addr_on(Ipv4Addr::LOCALHOST)
 }
 
 pub fn lameduck_bin() -> PathBuf {
@@ -31,103 +31,6 @@ pub fn slowapp_bin() -> PathBuf {
         p.display()
     );
     p
-}
-
-/// Polls `cond` until it holds or the deadline passes.
-pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A child process whose stderr is captured line by line; killed on drop.
-pub struct Proc {
-    pub child: Child,
-    pub log: Arc<Mutex<Vec<String>>>,
-    name: &'static str,
-}
-
-impl Proc {
-    pub fn spawn(name: &'static str, bin: PathBuf, args: &[String]) -> Proc {
-        let mut child = Command::new(bin)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Proc { child, log, name }
-    }
-
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
-        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.name);
-    }
-
-    pub fn sigterm(&self) {
-        self.signal(libc::SIGTERM);
-    }
-
-    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < deadline,
-                "{} did not exit within {deadline:?}; log:\n{}",
-                self.name,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    pub fn wait_log(&self, needle: &str) -> String {
-        let mut found = String::new();
-        wait_until(
-            &format!("{} to log {needle:?}", self.name),
-            DEADLINE,
-            || match self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
-                Some(l) => {
-                    found = l.clone();
-                    true
-                }
-                None => false,
-            },
-        );
-        found
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// slowapp on a free port, with fast test defaults for the flags `extra` does not set.
@@ -239,178 +142,6 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-}
-
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// One request on a new connection.
-pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
-    let mut c = Client::connect(addr)?;
-    c.send(&format!(
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    ))?;
-    c.read_response()
-}
-
-/// A raw HTTP/1.1 connection, so tests control keep-alive and see exactly what comes back.
-pub struct Client {
-    pub stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    pub fn connect(addr: SocketAddr) -> std::io::Result<Client> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_read_timeout(Some(DEADLINE))?;
-        Ok(Client {
-            stream,
-            buf: Vec::new(),
-        })
-    }
-
-    pub fn send(&mut self, raw: &str) -> std::io::Result<()> {
-        self.stream.write_all(raw.as_bytes())
-    }
-
-    pub fn get(&mut self, path: &str) -> std::io::Result<Response> {
-        self.send(&format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))?;
-        self.read_response()
-    }
-
-    fn fill(&mut self) -> std::io::Result<usize> {
-        let mut chunk = [0u8; 4096];
-        let n = self.stream.read(&mut chunk)?;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    /// Reads one response (Content-Length or chunked or until close).
-    pub fn read_response(&mut self) -> std::io::Result<Response> {
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i;
-            }
-            if self.fill()? == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "connection closed before a full response head ({} bytes)",
-                        self.buf.len()
-                    ),
-                ));
-            }
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        self.buf.drain(..head_end + 4);
-        let mut lines = head.split("\r\n");
-        let status: u16 = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        let hv = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.clone())
-        };
-        let body = if let Some(len) = hv("content-length") {
-            let len: usize = len.parse().unwrap();
-            while self.buf.len() < len {
-                if self.fill()? == 0 {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "body cut short",
-                    ));
-                }
-            }
-            self.buf.drain(..len).collect()
-        } else if hv("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            let mut body = Vec::new();
-            loop {
-                let line_end = loop {
-                    if let Some(i) = find(&self.buf, b"\r\n") {
-                        break i;
-                    }
-                    if self.fill()? == 0 {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "chunk cut short",
-                        ));
-                    }
-                };
-                let size = usize::from_str_radix(
-                    String::from_utf8_lossy(&self.buf[..line_end]).trim(),
-                    16,
-                )
-                .unwrap();
-                self.buf.drain(..line_end + 2);
-                while self.buf.len() < size + 2 {
-                    if self.fill()? == 0 {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "chunk cut short",
-                        ));
-                    }
-                }
-                body.extend(self.buf.drain(..size));
-                self.buf.drain(..2);
-                if size == 0 {
-                    break body;
-                }
-            }
-        } else if status == 204 || status == 304 || status < 200 {
-            Vec::new()
-        } else {
-            while self.fill()? > 0 {}
-            std::mem::take(&mut self.buf)
-        };
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
-    }
-
-    /// Waits for the server to close the connection; true if it did before the deadline.
-    pub fn closed_by_server(&mut self, deadline: Duration) -> bool {
-        self.stream.set_read_timeout(Some(deadline)).unwrap();
-        let mut b = [0u8; 64];
-        match self.stream.read(&mut b) {
-            Ok(0) => true,
-            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
-            Ok(_) => false,
-        }
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Runs `f` on its own thread, so a test can have a request in flight while it acts.
