@@ -1,40 +1,47 @@
 //! The data plane: every client connection, from accept to close, and how each request is
 //! forwarded to the app.
 //!
-//! Two layers, each doing one job:
-//! - [`DataPlane`] owns the *connection*. pingora's accept loop hands it each new TCP stream;
-//!   it waits for a request while the connection is idle (and closes idle connections when the
-//!   shutdown says so), detects HTTP/2 (h2c), counts connections for the drain, and cuts
-//!   connections at the drain timeout.
-//! - [`Forwarder`] owns the *request*: a pingora-proxy [`ProxyHttp`] that holds early requests
-//!   until the app is ready, forwards to the one upstream, adds `Connection: close` once the
-//!   shutdown has begun, turns failures into 502/503/504 responses that say what happened, and
-//!   counts everything.
+//! Three layers, each doing one job:
+//! - [`DataPlane`] owns the *connection*: it accepts (until the drain begins), waits for a
+//!   request while the connection is idle (and closes idle connections when draining begins),
+//!   detects HTTP/2 (h2c), counts connections for the drain, and cuts them at the drain timeout.
+//! - [`crate::http1::FastPath`] forwards the plain HTTP/1.1 requests that are almost all of a
+//!   sidecar's traffic, in the connection's own task.
+//! - [`Forwarder`], a pingora-proxy [`ProxyHttp`], takes everything else: HTTP/2, upgrades
+//!   (WebSocket), chunked uploads, HTTP/1.0, `Expect`, absolute-form targets, malformed
+//!   requests (400). A connection handed to it stays with it.
 //!
-//! pingora-proxy streams bodies both ways, handles upgrades (WebSocket), chunked encoding and
-//! upstream keep-alive pooling; we only decide *when* and *where*.
+//! Both forwarders hold early requests until the app is ready, add `Connection: close` once
+//! the shutdown has begun, turn failures into 502/503/504 responses that say what happened,
+//! and count everything the same way.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora_core::apps::{HttpServerApp, HttpServerOptions, ServerApp};
+use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
+use pingora_core::protocols::{GetSocketDigest, SocketDigest};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
 use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::config::RunArgs;
+use crate::config::{ForwarderKind, RunArgs};
+use crate::http1::head::{self, Request};
+use crate::http1::{FastPath, Outcome};
 use crate::metrics::UpstreamErrorKind;
 use crate::phase::{Lifecycle, Phase};
+use crate::upstream_pool::UpstreamPool;
 
 /// The first bytes of every HTTP/2 prior-knowledge (h2c) connection (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -57,95 +64,212 @@ pub struct Controls {
     /// Becomes true when the lame-duck window opens: pingora then answers HTTP/1.1 with
     /// `Connection: close` and sends HTTP/2 GOAWAY.
     pub lame_duck: ShutdownWatch,
+    /// Becomes true when the drain begins: the listener closes.
+    pub stop_accepting: watch::Receiver<bool>,
     /// Becomes true at the drain timeout: every connection still open is cut.
     pub cut: watch::Receiver<bool>,
 }
 
-/// Per-connection handling around pingora-proxy; see the module docs.
+/// Per-connection handling; see the module docs.
 pub struct DataPlane {
+    fast: Option<FastPath>,
     proxy: Arc<HttpProxy<Forwarder>>,
     lc: Arc<Lifecycle>,
     controls: Controls,
     conns: ConnTracker,
     idle_timeout: Duration,
     client_read_timeout: Duration,
+    startup_hold: Duration,
+    upstream: SocketAddr,
 }
 
 impl DataPlane {
-    pub fn new(args: &RunArgs, lc: Arc<Lifecycle>, controls: Controls, conns: ConnTracker) -> Self {
+    pub fn new(
+        args: &RunArgs,
+        lc: Arc<Lifecycle>,
+        controls: Controls,
+        conns: ConnTracker,
+        pool: Arc<UpstreamPool>,
+    ) -> Self {
         let conf = Arc::new(pingora_core::server::configuration::ServerConf::default());
         let mut proxy = pingora_proxy::http_proxy(&conf, Forwarder::new(args, lc.clone()));
-        let mut options = HttpServerOptions::default();
+        let mut options = pingora_core::apps::HttpServerOptions::default();
         options.h2c = true;
         proxy.server_options = Some(options);
+        let fast = (args.forwarder == ForwarderKind::Native).then(|| FastPath {
+            lc: lc.clone(),
+            pool,
+            upstream: args.upstream,
+            client_read_timeout: args.client_read_timeout,
+            upstream_timeout: args.upstream_timeout,
+            client_write_timeout: args.idle_timeout,
+        });
         DataPlane {
+            fast,
             proxy: Arc::new(proxy),
             lc,
             controls,
             conns,
             idle_timeout: args.idle_timeout,
             client_read_timeout: args.client_read_timeout,
+            startup_hold: args.startup_hold,
+            upstream: args.upstream,
         }
     }
 
-    /// Waits for the first bytes of the next request on an idle connection and puts them back.
-    ///
-    /// Returns `None` when the connection should close instead: the client closed it, it was
-    /// idle too long, or the shutdown wants it gone: idle connections are closed when draining
-    /// begins. Not earlier: closing an idle keep-alive connection races with a client sending
-    /// on it at that instant (RFC 9112, 9.6), and a POST lost in that race cannot be retried.
-    /// The rollout lab lost POSTs this way through all three fronts when idle connections were
-    /// closed as the window opened. During the window every request on such a connection is
-    /// answered with `Connection: close`, which moves it elsewhere with no race; by the end of
-    /// the window (quiet period) the fronts have stopped sending here.
-    async fn next_request(&self, mut stream: Stream, _reused: bool) -> Option<(Stream, Vec<u8>)> {
-        let close_at = Phase::Draining;
+    /// Accepts connections until the drain begins, then closes the listener: from then on a
+    /// connection attempt is refused, which every front retries elsewhere.
+    pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        let mut stop = self.controls.stop_accepting.clone();
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(self.clone().connection(stream, peer));
+                }
+                // Out of file descriptors, or a connection reset before we took it: keep
+                // serving the others; a short pause stops an EMFILE loop from spinning.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        tracing::debug!("listener closed");
+    }
+
+    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let _conn = self.conns.open();
+        let mut cut = self.controls.cut.clone();
+        tokio::select! {
+            biased;
+            _ = self.serve(stream, peer) => {}
+            _ = cut.wait_for(|c| *c) => {}
+        }
+    }
+
+    /// Serves the requests of one connection on the fast path for as long as they are its
+    /// kind; hands the connection to pingora-proxy for good at the first that is not.
+    async fn serve(&self, mut stream: TcpStream, peer: SocketAddr) {
+        let client_ip = peer.ip().to_string();
         let mut phase = self.lc.subscribe();
-        let mut buf = vec![0u8; H2_PREFACE.len()];
-        let n = tokio::select! {
-            read = stream.read(&mut buf) => read.ok()?,
-            _ = phase.wait_for(|p| *p >= close_at) => {
-                self.lc.metrics.idle_closed.inc();
-                return None;
+        // Allocated when a request arrives and freed while the connection is idle: a thousand
+        // idle keep-alive connections (an ingress controller's pool) then cost no buffers.
+        let mut buf: Vec<u8> = Vec::new();
+        let mut first = true;
+        loop {
+            if buf.is_empty() && !self.wait_for_request(&stream, &mut phase).await {
+                return;
             }
-            _ = tokio::time::sleep(self.idle_timeout) => return None,
-        };
-        if n == 0 {
-            return None;
-        }
-        buf.truncate(n);
-        // The preface may arrive in pieces: read on while what we have could still be one.
-        while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) {
-            let mut more = [0u8; 24];
-            let n = tokio::time::timeout(self.client_read_timeout, stream.read(&mut more))
-                .await
-                .ok()?
-                .ok()?;
-            if n == 0 {
-                return None;
+            let deadline = tokio::time::Instant::now() + self.client_read_timeout;
+            let plan = loop {
+                if !buf.is_empty() {
+                    let maybe_h2 = first && H2_PREFACE.starts_with(&buf[..buf.len().min(24)]);
+                    if maybe_h2 && buf.len() >= H2_PREFACE.len() {
+                        return self.hand_to_pingora(stream, &buf, true).await;
+                    }
+                    if !maybe_h2 {
+                        match (self.fast.as_ref(), head::parse_request(&buf, &client_ip)) {
+                            (_, Request::Partial) => {}
+                            (Some(_), Request::Forward(plan)) => break plan,
+                            (None, _) => return self.hand_to_pingora(stream, &buf, first).await,
+                            (_, Request::Fallback(why)) => {
+                                tracing::trace!(reason = why, "request handed to pingora-proxy");
+                                return self.hand_to_pingora(stream, &buf, first).await;
+                            }
+                        }
+                    }
+                }
+                if buf.capacity() - buf.len() < 1024 {
+                    buf.reserve(4096);
+                }
+                match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(_) => return,
+                    // A client trickling its head (slowloris) is dropped without a word, as
+                    // nginx does: it is not reading anyway.
+                    Err(_) => return,
+                }
+            };
+            first = false;
+            let fast = self
+                .fast
+                .as_ref()
+                .expect("only the fast path plans requests");
+            if self.lc.phase() == Phase::Starting && !self.lc.app_ready() {
+                if let Err(refusal) =
+                    hold_until_ready(&self.lc, self.startup_hold, self.upstream).await
+                {
+                    let _ = stream.try_write(&crate::http1::error_response(503, &refusal));
+                    return;
+                }
             }
-            buf.extend_from_slice(&more[..n]);
+            if fast.forward(&mut stream, &mut buf, plan).await == Outcome::Close {
+                return;
+            }
+            if buf.is_empty() {
+                buf = Vec::new();
+            }
         }
-        Some((rewind(stream, &buf)?, buf))
     }
 
-    async fn serve(self: &Arc<Self>, stream: Stream) {
-        let lame = &self.controls.lame_duck;
-        let Some((stream, first)) = self.next_request(stream, false).await else {
-            return;
-        };
-        if first.starts_with(H2_PREFACE) {
+    /// Waits while the connection is idle. Returns false when it should close instead: the
+    /// client closed it, it was idle too long, or draining began.
+    ///
+    /// Idle connections close when draining begins, not earlier: closing an idle keep-alive
+    /// connection races with a client sending on it at that instant (RFC 9112, 9.6), and a POST
+    /// lost in that race cannot be retried. The rollout lab lost POSTs this way through all
+    /// three fronts when idle connections were closed as the window opened. During the window
+    /// every response carries `Connection: close`, which moves clients elsewhere with no race;
+    /// by the end of the window (quiet period) the fronts have stopped sending here.
+    async fn wait_for_request(
+        &self,
+        stream: &TcpStream,
+        phase: &mut watch::Receiver<Phase>,
+    ) -> bool {
+        tokio::select! {
+            biased;
+            ready = stream.readable() => ready.is_ok(),
+            _ = phase.wait_for(|p| *p >= Phase::Draining) => {
+                self.lc.metrics.idle_closed.inc();
+                false
+            }
+            _ = tokio::time::sleep(self.idle_timeout) => false,
+        }
+    }
+
+    /// Gives the connection to pingora-proxy, with the bytes already read put back in front.
+    async fn hand_to_pingora(&self, stream: TcpStream, read: &[u8], first: bool) {
+        let mut l4 = L4Stream::from(stream);
+        // pingora reads the client address (X-Forwarded-For) from the socket digest.
+        l4.set_socket_digest(SocketDigest::from_raw_fd(l4.as_raw_fd()));
+        if !read.is_empty() {
+            l4.rewind(read);
+        }
+        let stream: Stream = Box::new(l4);
+        if first && read.starts_with(H2_PREFACE) {
             // HTTP/2: pingora runs the connection (every stream in its own task) and sends
-            // GOAWAY when `lame` flips.
-            ServerApp::process_new(&self.proxy, stream, lame).await;
+            // GOAWAY when the window opens.
+            ServerApp::process_new(&self.proxy, stream, &self.controls.lame_duck).await;
             return;
         }
-        let mut stream = stream;
+        Box::pin(self.serve_pingora_http1(stream)).await;
+    }
+
+    /// The rest of a connection's HTTP/1 requests, through pingora-proxy. (Boxed by the caller:
+    /// pingora's future is large, and only connections that come here should pay for it.)
+    async fn serve_pingora_http1(&self, mut stream: Stream) {
+        let lame = &self.controls.lame_duck;
         let mut settings = None;
         let mut reused = false;
         loop {
             if reused {
-                let Some((s, _)) = self.next_request(stream, true).await else {
+                let Some(s) = self.next_pingora_request(stream).await else {
                     return;
                 };
                 stream = s;
@@ -156,7 +280,7 @@ impl DataPlane {
             }
             // The keep-alive timeout doubles as pingora's per-read timeout while it reads the
             // request head: a client that trickles its headers (slowloris) is dropped. Between
-            // requests `next_request` applies the longer idle timeout instead.
+            // requests `next_pingora_request` applies the longer idle timeout instead.
             let keepalive = if self.lc.phase().is_shutting_down() {
                 None
             } else {
@@ -165,42 +289,79 @@ impl DataPlane {
             session.set_keepalive(keepalive);
             session.set_read_timeout(Some(self.client_read_timeout));
 
-            let mut cut = self.controls.cut.clone();
-            let reusable = tokio::select! {
-                r = self.proxy.process_new_http(session, lame) => r,
-                _ = cut.wait_for(|c| *c) => return,
+            let Some(reusable) = self.proxy.process_new_http(session, lame).await else {
+                return;
             };
-            let Some(reusable) = reusable else { return };
             let (s, persistent) = reusable.consume();
             stream = s;
             settings = persistent;
             reused = true;
         }
     }
-}
 
-/// Puts bytes already read back in front of the stream, so pingora parses the request whole.
-fn rewind(stream: Stream, data: &[u8]) -> Option<Stream> {
-    // The data plane only listens on TCP, whose streams are pingora's L4 stream.
-    let mut l4 = stream.into_any().downcast::<L4Stream>().ok()?;
-    l4.rewind(data);
-    Some(l4)
-}
-
-#[async_trait]
-impl ServerApp for DataPlane {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        _accept: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let _conn = self.conns.open();
-        let mut cut = self.controls.cut.clone();
-        tokio::select! {
-            _ = self.serve(stream) => {}
-            _ = cut.wait_for(|c| *c) => {}
+    /// [`Self::wait_for_request`] for a connection pingora owns: it reads the first bytes of
+    /// the next request and puts them back.
+    async fn next_pingora_request(&self, mut stream: Stream) -> Option<Stream> {
+        let mut phase = self.lc.subscribe();
+        let mut first = [0u8; 1];
+        let n = tokio::select! {
+            read = stream.read(&mut first) => read.ok()?,
+            _ = phase.wait_for(|p| *p >= Phase::Draining) => {
+                self.lc.metrics.idle_closed.inc();
+                return None;
+            }
+            _ = tokio::time::sleep(self.idle_timeout) => return None,
+        };
+        if n == 0 {
+            return None;
         }
-        None
+        let mut l4 = stream.into_any().downcast::<L4Stream>().ok()?;
+        l4.rewind(&first);
+        Some(l4)
+    }
+}
+
+/// Holds a request that arrived before the app was ready, for at most `hold`. On a timeout
+/// returns the text of the 503 the client gets.
+async fn hold_until_ready(
+    lc: &Lifecycle,
+    hold: Duration,
+    upstream: SocketAddr,
+) -> std::result::Result<(), String> {
+    lc.metrics.requests_held.inc();
+    let mut ready = lc.app_ready_rx();
+    if tokio::time::timeout(hold, ready.wait_for(|r| *r))
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    lc.metrics.held_timeouts.inc();
+    Err(format!(
+        "lameduck: the app at {upstream} is not ready yet (held this request {}); retry shortly\n",
+        crate::config::fmt_duration(hold)
+    ))
+}
+
+/// The status and text a client gets when the app failed it; the same for both forwarders.
+pub fn upstream_error_response(kind: UpstreamErrorKind, upstream: SocketAddr) -> (u16, String) {
+    match kind {
+        UpstreamErrorKind::ConnectRefused => (
+            502,
+            format!("lameduck: the app at {upstream} refused the connection (not listening: starting, restarting or gone)\n"),
+        ),
+        UpstreamErrorKind::ConnectTimeout => (
+            504,
+            format!("lameduck: connecting to the app at {upstream} timed out\n"),
+        ),
+        UpstreamErrorKind::Timeout => (
+            504,
+            format!("lameduck: the app at {upstream} did not answer in time\n"),
+        ),
+        other => (
+            502,
+            format!("lameduck: error talking to the app at {upstream} ({})\n", other.as_str()),
+        ),
     }
 }
 
@@ -269,16 +430,6 @@ impl Forwarder {
             startup_hold: args.startup_hold,
         }
     }
-
-    /// Holds a request that arrived before the app was ready. Returns whether it may proceed.
-    async fn hold_until_ready(&self) -> bool {
-        self.lc.metrics.requests_held.inc();
-        let mut ready = self.lc.app_ready_rx();
-        let ok = tokio::time::timeout(self.startup_hold, ready.wait_for(|r| *r))
-            .await
-            .is_ok();
-        ok
-    }
 }
 
 /// What lameduck knows about one request while pingora-proxy runs it.
@@ -290,7 +441,14 @@ pub struct RequestCtx {
 }
 
 /// Keeps `lameduck_in_flight_requests` right even when a request is dropped half-way.
-struct InFlight(Arc<Lifecycle>);
+pub struct InFlight(Arc<Lifecycle>);
+
+impl InFlight {
+    pub fn new(lc: Arc<Lifecycle>) -> Self {
+        lc.metrics.in_flight.inc();
+        InFlight(lc)
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -317,26 +475,22 @@ impl ProxyHttp for Forwarder {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        self.lc.metrics.in_flight.inc();
         RequestCtx {
             arrived: Instant::now(),
             phase: self.lc.phase(),
             upstream_error: None,
-            _in_flight: InFlight(self.lc.clone()),
+            _in_flight: InFlight::new(self.lc.clone()),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         self.lc.note_arrival();
-        if ctx.phase == Phase::Starting && !self.lc.app_ready() && !self.hold_until_ready().await {
-            self.lc.metrics.held_timeouts.inc();
-            let body = format!(
-                "lameduck: the app at {} is not ready yet (held this request {}); retry shortly\n",
-                self.upstream,
-                crate::config::fmt_duration(self.startup_hold)
-            );
-            respond(session, 503, &body).await?;
-            return Ok(true);
+        if ctx.phase == Phase::Starting && !self.lc.app_ready() {
+            if let Err(refusal) = hold_until_ready(&self.lc, self.startup_hold, self.upstream).await
+            {
+                respond(session, 503, &refusal).await?;
+                return Ok(true);
+            }
         }
         Ok(false)
     }
@@ -465,26 +619,17 @@ impl ProxyHttp for Forwarder {
         let kind = ctx.upstream_error.or_else(|| classify(e));
         let (code, body) = match (kind, e.etype()) {
             (_, ErrorType::HTTPStatus(code)) => (*code, String::new()),
-            (Some(UpstreamErrorKind::ConnectRefused), _) => (
-                502,
-                format!("lameduck: the app at {} refused the connection (not listening: starting, restarting or gone)\n", self.upstream),
-            ),
-            (Some(UpstreamErrorKind::ConnectTimeout), _) => (
-                504,
-                format!("lameduck: connecting to the app at {} timed out\n", self.upstream),
-            ),
-            (Some(UpstreamErrorKind::Timeout), _) => (
-                504,
-                format!("lameduck: the app at {} did not answer in time\n", self.upstream),
-            ),
-            (Some(other), _) => (
-                502,
-                format!("lameduck: error talking to the app at {} ({})\n", self.upstream, other.as_str()),
-            ),
+            (Some(kind), _) => upstream_error_response(kind, self.upstream),
             // The client's side: a broken connection gets nothing, anything else a 400.
-            (None, ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed) => (0, String::new()),
-            (None, ErrorType::ReadTimedout) => (408, "lameduck: timed out reading the request\n".into()),
-            (None, _) if e.esource() == &ErrorSource::Downstream => (400, "lameduck: bad request\n".into()),
+            (None, ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed) => {
+                (0, String::new())
+            }
+            (None, ErrorType::ReadTimedout) => {
+                (408, "lameduck: timed out reading the request\n".into())
+            }
+            (None, _) if e.esource() == &ErrorSource::Downstream => {
+                (400, "lameduck: bad request\n".into())
+            }
             (None, _) => (500, "lameduck: internal error\n".into()),
         };
         if let Some(kind) = kind {

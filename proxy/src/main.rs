@@ -7,11 +7,13 @@ mod admin;
 mod check;
 mod config;
 mod data_plane;
+mod http1;
 mod metrics;
 mod phase;
 mod server;
 mod shutdown;
 mod upstream;
+mod upstream_pool;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -1,20 +1,15 @@
 //! Wires the parts together on one tokio runtime and decides when the process exits.
 //!
 //! pingora-core's own `Server` closes its listeners at SIGTERM and then sleeps a fixed grace
-//! period: the behaviour lameduck exists to replace. So we run pingora's listening `Service`
-//! ourselves, inside our runtime, with a shutdown watch that only flips when the drain begins.
+//! period: the behaviour lameduck exists to replace. So the data plane runs its own accept loop
+//! in our runtime, and only closes the listener when the drain begins.
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
-use std::os::fd::IntoRawFd;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use parking_lot::Mutex;
-use pingora_core::server::Fds;
-use pingora_core::services::listening::Service;
-use pingora_core::services::Service as _;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -25,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::phase::{Lifecycle, Phase, Window};
 use crate::shutdown::{self, Switches};
 use crate::upstream;
+use crate::upstream_pool::UpstreamPool;
 
 /// Exit code when a second signal ends the process before it drained.
 const EXIT_FORCED: u8 = 1;
@@ -56,7 +52,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
 
-    let data = bind(args.listen, "data plane, --listen")?;
+    let data = tokio::net::TcpListener::from_std(bind(args.listen, "data plane, --listen")?)?;
     let data_addr = data.local_addr()?;
     let admin_listener =
         tokio::net::TcpListener::from_std(bind(args.admin_listen, "admin plane, --admin-listen")?)?;
@@ -67,24 +63,26 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (cut_tx, cut_rx) = watch::channel(false);
     let conns = ConnTracker::new(lc.clone());
 
-    let app = DataPlane::new(
+    let pool = Arc::new(UpstreamPool::new(
+        args.upstream,
+        args.upstream_connect_timeout,
+    ));
+    tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.reap().await }
+    });
+    let data_plane = Arc::new(DataPlane::new(
         &args,
         lc.clone(),
         Controls {
             lame_duck: lame_rx,
+            stop_accepting: accept_rx,
             cut: cut_rx,
         },
         conns.clone(),
-    );
-    let mut service = Service::new("lameduck data plane".to_string(), app);
-    let key = data_addr.to_string();
-    service.add_tcp(&key);
-    let mut fds = Fds::new();
-    fds.add(key, data.into_raw_fd());
-    let fds = Arc::new(Mutex::new(fds));
-    let data_plane = tokio::spawn(async move {
-        service.start_service(Some(fds), accept_rx, 1).await;
-    });
+        pool,
+    ));
+    let data_plane = tokio::spawn(data_plane.accept_loop(data));
 
     let admin = Admin::new(
         lc.clone(),

@@ -6,50 +6,96 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 
 use common::*;
 
-/// A raw HTTP/1.1 upstream: records request heads and bodies, answers `reply` to each.
+/// A raw HTTP/1.1 upstream: records request heads and bodies, answers each as its script says.
 struct RecordingUpstream {
     addr: SocketAddr,
     requests: mpsc::Receiver<(String, Vec<u8>)>,
+    /// Connections accepted so far.
+    conns: Arc<AtomicUsize>,
+    /// Told after the upstream closed a connection on its own (`Reply::SendAndClose`).
+    closed: mpsc::Receiver<()>,
+}
+
+/// What the scripted upstream does with a request.
+enum Reply {
+    Send(Vec<u8>),
+    /// Answer, then close the connection as an app's idle timeout would.
+    SendAndClose(Vec<u8>),
+    /// Close without answering: the app went away as the request arrived.
+    Close,
 }
 
 fn recording_upstream(reply: &'static str) -> RecordingUpstream {
+    scripted_upstream(move |_, _, _| Reply::Send(reply.as_bytes().to_vec()))
+}
+
+/// `script(connection number, request number on it, head)` decides each answer. A WebSocket
+/// upgrade is answered 101 and echoed.
+fn scripted_upstream(
+    script: impl Fn(usize, usize, &str) -> Reply + Send + Sync + 'static,
+) -> RecordingUpstream {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
+    let (closed_tx, closed_rx) = mpsc::channel();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let script = Arc::new(script);
+    let counter = conns.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
-            let tx = tx.clone();
-            std::thread::spawn(move || loop {
-                let Some((head, body)) = read_request(&mut conn) else {
-                    return;
-                };
-                let upgrade = head.to_ascii_lowercase().contains("upgrade: websocket");
-                if tx.send((head, body)).is_err() {
-                    return;
-                }
-                if upgrade {
-                    conn.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").unwrap();
-                    // Echo whatever the client sends on the upgraded connection.
-                    let mut buf = [0u8; 1024];
-                    while let Ok(n) = conn.read(&mut buf) {
-                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let (tx, closed_tx, script) = (tx.clone(), closed_tx.clone(), script.clone());
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    let Some((head, body)) = read_request(&mut conn) else {
+                        return;
+                    };
+                    let upgrade = head.to_ascii_lowercase().contains("upgrade: websocket");
+                    let reply = script(n, i, &head);
+                    if tx.send((head, body)).is_err() {
+                        return;
+                    }
+                    if upgrade {
+                        conn.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").unwrap();
+                        // Echo whatever the client sends on the upgraded connection.
+                        let mut buf = [0u8; 1024];
+                        while let Ok(n) = conn.read(&mut buf) {
+                            if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                    match reply {
+                        Reply::Send(r) => {
+                            if conn.write_all(&r).is_err() {
+                                return;
+                            }
+                        }
+                        Reply::SendAndClose(r) => {
+                            let _ = conn.write_all(&r);
+                            drop(conn);
+                            let _ = closed_tx.send(());
                             return;
                         }
+                        Reply::Close => return,
                     }
-                    return;
-                }
-                if conn.write_all(reply.as_bytes()).is_err() {
-                    return;
                 }
             });
         }
     });
-    RecordingUpstream { addr, requests: rx }
+    RecordingUpstream {
+        addr,
+        requests: rx,
+        conns,
+        closed: closed_rx,
+    }
 }
 
 fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
@@ -95,8 +141,14 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn headers_are_forwarded_hop_by_hop_stripped_and_forwarded_for_added() {
+    for forwarder in ["native", "pingora"] {
+        headers_are_forwarded_by(forwarder);
+    }
+}
+
+fn headers_are_forwarded_by(forwarder: &str) {
     let up = recording_upstream(OK);
-    let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
+    let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none", "--forwarder", forwarder]);
     let mut c = Client::connect(ld.data).unwrap();
     c.send(
         "GET /path?q=1 HTTP/1.1\r\nHost: shop.example\r\nX-Custom: kept\r\n\
@@ -260,4 +312,254 @@ async fn h2c_clients_are_served_and_get_goaway_in_the_window() {
         .await
         .unwrap();
     assert_eq!(phase, "lame_duck");
+}
+
+// The fast path forwards responses in the framing they came in; the client must see exactly
+// what a direct connection to the app would have shown, and the connection must stay usable.
+
+#[test]
+fn chunked_and_close_delimited_responses_arrive_whole() {
+    let up = scripted_upstream(|_, _, head| {
+        if head.starts_with("GET /chunked") {
+            Reply::Send(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                  6\r\nhello \r\n5;ext=x\r\nworld\r\n0\r\nX-Checksum: 1\r\n\r\n"
+                    .to_vec(),
+            )
+        } else {
+            // No length at all: the body ends when the app closes.
+            Reply::SendAndClose(b"HTTP/1.1 200 OK\r\n\r\nuntil the end".to_vec())
+        }
+    });
+    let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
+    let mut c = Client::connect(ld.data).unwrap();
+    let r = c.get("/chunked").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "hello world"));
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+
+    // Same connection: the chunked body ended where it should.
+    c.send("GET /eof HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = c.read_to_close().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "until the end");
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "a body delimited by close closes the client's connection too"
+    );
+}
+
+#[test]
+fn head_responses_have_no_body_and_interim_responses_are_passed_on() {
+    let up = scripted_upstream(|_, _, head| {
+        Reply::Send(if head.starts_with("HEAD") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec()
+        } else {
+            b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
+              HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+                .to_vec()
+        })
+    });
+    let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
+    let mut c = Client::connect(ld.data).unwrap();
+    c.send("HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let head = read_head_byte_by_byte(&mut c.stream);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: 5"), "{head}");
+    // Right after the HEAD response's head comes the next response: no body in between.
+    let hints = c.read_response().unwrap();
+    assert_eq!(hints.status, 103);
+    assert_eq!(hints.header("link"), Some("</s.css>; rel=preload"));
+    let r = c.read_response().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let up = scripted_upstream(|_, _, head| {
+        let path = head.split(' ').nth(1).unwrap().to_string();
+        Reply::Send(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
+                path.len()
+            )
+            .into_bytes(),
+        )
+    });
+    let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
+    let mut c = Client::connect(ld.data).unwrap();
+    c.send(
+        "POST /one HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc\
+         GET /two HTTP/1.1\r\nHost: t\r\n\r\nGET /three HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    for path in ["/one", "/two", "/three"] {
+        assert_eq!(c.read_response().unwrap().text(), path);
+    }
+    let (head, body) = up.requests.recv_timeout(DEADLINE).unwrap();
+    assert!(head.starts_with("POST /one"));
+    assert_eq!(body, b"abc");
+}
+
+#[test]
+fn large_bodies_stream_through_both_ways() {
+    const SIZE: usize = 3 * 1024 * 1024 + 7;
+    let up = scripted_upstream(|_, _, _| {
+        let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").into_bytes();
+        r.extend((0..SIZE).map(|i| (i % 251) as u8));
+        Reply::Send(r)
+    });
+    let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
+    let mut c = Client::connect(ld.data).unwrap();
+    let upload: Vec<u8> = (0..SIZE).map(|i| (i % 13) as u8).collect();
+    c.send(&format!(
+        "PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\n\r\n"
+    ))
+    .unwrap();
+    c.send_bytes(&upload).unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.body.len(), SIZE);
+    assert!(r
+        .body
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == (i % 251) as u8));
+    let (_, got) = up.requests.recv_timeout(DEADLINE).unwrap();
+    assert!(got == upload, "upload arrived whole and in order");
+    assert_eq!(
+        c.get("/again").unwrap().status,
+        200,
+        "connection still in step"
+    );
+}
+
+#[test]
+fn a_pooled_connection_the_app_closed_is_not_used() {
+    // The app answers, then closes the connection as an idle timeout would. The next request,
+    // a POST that must not be sent twice, goes on a new connection and is not lost.
+    let up = scripted_upstream(|_, _, _| Reply::SendAndClose(OK.as_bytes().to_vec()));
+    let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
+    let mut c = Client::connect(ld.data).unwrap();
+    assert_eq!(c.get("/first").unwrap().status, 200);
+    up.closed.recv_timeout(DEADLINE).unwrap();
+    c.send("POST /second HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+        .unwrap();
+    assert_eq!(c.read_response().unwrap().status, 200);
+    assert_eq!(up.conns.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn idempotent_requests_are_retried_once_when_a_pooled_connection_dies() {
+    // Connection 0 answers its first request and then dies on the second without a word: the
+    // close race. A GET is sent again on a new connection; a POST is not (the app may have
+    // acted on it) and gets a 502 that says why.
+    let up = scripted_upstream(|conn, i, _| match (conn, i) {
+        (0, 0) | (2, 0) => Reply::Send(OK.as_bytes().to_vec()),
+        (0, _) | (2, _) => Reply::Close,
+        _ => Reply::Send(OK.as_bytes().to_vec()),
+    });
+    let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
+    let mut c = Client::connect(ld.data).unwrap();
+    assert_eq!(c.get("/warm").unwrap().status, 200);
+    assert_eq!(c.get("/retried").unwrap().status, 200, "GET retried");
+    assert_eq!(up.conns.load(Ordering::SeqCst), 2);
+    let sent: Vec<String> = up.requests.try_iter().map(|(h, _)| h).collect();
+    assert_eq!(
+        sent.iter()
+            .filter(|h| h.starts_with("GET /retried"))
+            .count(),
+        2
+    );
+
+    // Connection 1 (the retry's) goes back to the pool and dies on no one; warm connection 2.
+    drop(c);
+    let ld2 = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
+    let mut c = Client::connect(ld2.data).unwrap();
+    assert_eq!(c.get("/warm").unwrap().status, 200);
+    c.send("POST /once HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+        .unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("(closed)"), "{}", r.text());
+    let posts = up
+        .requests
+        .try_iter()
+        .filter(|(h, _)| h.starts_with("POST"))
+        .count();
+    assert_eq!(posts, 1, "a POST is never sent twice");
+}
+
+#[test]
+fn a_broken_response_is_a_502_and_a_truncated_one_cuts_the_client() {
+    let up = scripted_upstream(|_, _, head| {
+        if head.starts_with("GET /garbage") {
+            Reply::SendAndClose(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx".to_vec(),
+            )
+        } else {
+            Reply::SendAndClose(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..".to_vec(),
+            )
+        }
+    });
+    let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
+    let r = get(ld.data, "/garbage").unwrap();
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("(protocol)"), "{}", r.text());
+
+    let mut c = Client::connect(ld.data).unwrap();
+    c.send("GET /truncated HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = c.read_to_close().unwrap();
+    assert_eq!(r.status, 200, "the head had gone out already");
+    assert_eq!(
+        r.text(),
+        "only ten..",
+        "the client sees a short body and a closed connection"
+    );
+    let m = ld.metrics();
+    assert_eq!(
+        metric(&m, r#"lameduck_upstream_errors_total{kind="protocol"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, r#"lameduck_upstream_errors_total{kind="closed"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(ld.data, "/garbage").unwrap().status,
+        502,
+        "still serving"
+    );
+}
+
+#[test]
+fn a_connection_moves_to_pingora_for_requests_the_fast_path_does_not_take() {
+    let up = recording_upstream(OK);
+    let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
+    let mut c = Client::connect(ld.data).unwrap();
+    assert_eq!(c.get("/fast").unwrap().status, 200);
+    c.send("POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+        .unwrap();
+    assert_eq!(c.read_response().unwrap().status, 200);
+    assert_eq!(c.get("/after").unwrap().status, 200);
+    let paths: Vec<String> = up
+        .requests
+        .try_iter()
+        .map(|(h, _)| h.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(paths, ["GET /fast", "POST /chunked", "GET /after"]);
+}
+
+/// Reads exactly one response head and not a byte more (for HEAD responses, whose headers
+/// announce a body that does not come).
+fn read_head_byte_by_byte(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed mid-head");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
 }
