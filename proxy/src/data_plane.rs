@@ -38,7 +38,7 @@ use tokio::sync::watch;
 
 use crate::config::{ForwarderKind, RunArgs};
 use crate::http1::head::{self, Request};
-use crate::http1::{FastPath, Outcome};
+use crate::http1::{buffers, FastPath, Outcome};
 use crate::metrics::UpstreamErrorKind;
 use crate::phase::{Lifecycle, Phase};
 use crate::upstream_pool::UpstreamPool;
@@ -158,13 +158,16 @@ impl DataPlane {
     async fn serve(&self, mut stream: TcpStream, peer: SocketAddr) {
         let client_ip = peer.ip().to_string();
         let mut phase = self.lc.subscribe();
-        // Allocated when a request arrives and freed while the connection is idle: a thousand
-        // idle keep-alive connections (an ingress controller's pool) then cost no buffers.
+        // Taken when a request arrives and given back while the connection is idle: a thousand
+        // idle keep-alive connections (an ingress controller's pool) then hold no buffers.
         let mut buf: Vec<u8> = Vec::new();
         let mut first = true;
         loop {
             if buf.is_empty() && !self.wait_for_request(&stream, &mut phase).await {
                 return;
+            }
+            if buf.capacity() == 0 {
+                buf = buffers::take();
             }
             let deadline = tokio::time::Instant::now() + self.client_read_timeout;
             let plan = loop {
@@ -213,7 +216,7 @@ impl DataPlane {
                 return;
             }
             if buf.is_empty() {
-                buf = Vec::new();
+                buffers::give(std::mem::take(&mut buf));
             }
         }
     }

@@ -26,8 +26,16 @@ use crate::upstream_pool::UpstreamPool;
 const EXIT_FORCED: u8 = 1;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads as usize)
+    // One thread (the default) is a current-thread runtime: no work-stealing machinery, and a
+    // woken task runs on the thread that polled the socket. More threads share the work.
+    let mut builder = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.threads as usize);
+        b
+    };
+    let runtime = builder
         .thread_name("lameduck")
         .enable_all()
         .build()

@@ -119,7 +119,7 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
         return Request::Fallback("Host missing or repeated");
     }
 
-    let mut out = Vec::with_capacity(head_len + 64 + client_ip.len());
+    let mut out = super::buffers::take();
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
@@ -261,7 +261,7 @@ pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response
     let close_client = !interim && (close_client || framing == Framing::UntilClose);
 
     let reason = resp.reason.unwrap_or("");
-    let mut out = Vec::with_capacity(head_len + 32);
+    let mut out = super::buffers::take();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa_status(status).as_slice());
     out.push(b' ');

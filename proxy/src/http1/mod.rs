@@ -13,6 +13,7 @@
 //! answers them (same statuses, same texts), and counted the same way.
 
 pub mod body;
+pub mod buffers;
 pub mod head;
 
 use std::io;
@@ -112,7 +113,7 @@ impl FastPath {
         buf.drain(..plan.head_len + first);
         let rest = plan.body_len - first as u64;
 
-        let mut ubuf = Vec::new();
+        let mut ubuf = buffers::take();
         let mut retried = false;
         let (mut up, resp) = loop {
             let conn = self
@@ -155,10 +156,14 @@ impl FastPath {
         };
         let status = resp.status;
         let close = resp.closes_client;
-        let reusable = self.forward_response(client, &mut up, ubuf, resp).await?;
+        let reusable = self
+            .forward_response(client, &mut up, &mut ubuf, resp)
+            .await?;
         if reusable {
             self.pool.put(up);
         }
+        buffers::give(request);
+        buffers::give(ubuf);
         Ok((
             status,
             if close {
@@ -220,7 +225,7 @@ impl FastPath {
         &self,
         client: &mut TcpStream,
         up: &mut TcpStream,
-        mut ubuf: Vec<u8>,
+        ubuf: &mut Vec<u8>,
         resp: ResponsePlan,
     ) -> Result<bool, Failure> {
         let mut out = resp.client_head;
@@ -236,6 +241,7 @@ impl FastPath {
             Framing::Empty => {
                 let clean = body.is_empty();
                 self.write(client, &out).await?;
+                buffers::give(std::mem::take(&mut out));
                 Ok(clean && resp.upstream_reusable)
             }
             Framing::Length(n) => {
@@ -243,10 +249,11 @@ impl FastPath {
                 let extra = body.len() > take;
                 out.extend_from_slice(&body[..take]);
                 self.write(client, &out).await?;
+                buffers::give(std::mem::take(&mut out));
                 let rest = n - take as u64;
                 if rest > 0 {
                     let timeout = self.upstream_timeout;
-                    copy_exact(up, client, rest, &mut ubuf, timeout, Direction::ToClient).await?;
+                    copy_exact(up, client, rest, ubuf, timeout, Direction::ToClient).await?;
                 }
                 Ok(!extra && resp.upstream_reusable)
             }
@@ -259,16 +266,17 @@ impl FastPath {
                 let mut extra = done.is_some_and(|k| k < body.len());
                 out.extend_from_slice(&body[..done.unwrap_or(body.len())]);
                 self.write(client, &out).await?;
+                buffers::give(std::mem::take(&mut out));
                 while done.is_none() {
                     ubuf.clear();
-                    reserve(&mut ubuf);
-                    let n = read_timeout(up, &mut ubuf, self.upstream_timeout)
+                    reserve(ubuf);
+                    let n = read_timeout(up, ubuf, self.upstream_timeout)
                         .await
                         .map_err(mid)?;
                     if n == 0 {
                         return Err(mid(io::ErrorKind::UnexpectedEof.into()));
                     }
-                    done = end.feed(&ubuf).map_err(bad)?;
+                    done = end.feed(ubuf).map_err(bad)?;
                     extra = done.is_some_and(|k| k < ubuf.len());
                     self.write(client, &ubuf[..done.unwrap_or(ubuf.len())])
                         .await?;
@@ -278,16 +286,17 @@ impl FastPath {
             Framing::UntilClose => {
                 out.extend_from_slice(body);
                 self.write(client, &out).await?;
+                buffers::give(std::mem::take(&mut out));
                 loop {
                     ubuf.clear();
-                    reserve(&mut ubuf);
-                    let n = read_timeout(up, &mut ubuf, self.upstream_timeout)
+                    reserve(ubuf);
+                    let n = read_timeout(up, ubuf, self.upstream_timeout)
                         .await
                         .map_err(mid)?;
                     if n == 0 {
                         return Ok(false);
                     }
-                    self.write(client, &ubuf).await?;
+                    self.write(client, ubuf).await?;
                 }
             }
         }
