@@ -16,19 +16,58 @@ const MAX_HEADERS: usize = 96;
 /// The longest head the fast path buffers; a longer one goes to pingora, which refuses it.
 pub const MAX_HEAD: usize = 64 * 1024;
 
-/// Hop-by-hop headers (RFC 9110, 7.6.1): they describe one connection, never forwarded.
-/// `Proxy-Authorization` is for a proxy, and lameduck is the last one before the app.
-/// `Transfer-Encoding` is hop-by-hop too, but the fast path forwards bodies in the framing
-/// they came in, so it passes through (requests with one never reach the fast path).
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
+/// The header names the fast path acts on; every other header passes through as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    Host,
+    ContentLength,
+    /// Hop-by-hop too, but bodies are forwarded in the framing they came in, so a response's
+    /// passes through (a request with one never reaches the fast path).
+    TransferEncoding,
+    Connection,
+    Upgrade,
+    Expect,
+    ForwardedFor,
+    ForwardedProto,
+    /// The other hop-by-hop headers (RFC 9110, 7.6.1): they describe one connection and are
+    /// never forwarded. `Proxy-Authorization` is for a proxy, and lameduck is the last before
+    /// the app.
+    HopByHop,
+    Other,
+}
+
+/// One length check, then one or two comparisons: this runs for every header of every request
+/// and response.
+fn classify(name: &str) -> Name {
+    let is = |s: &str| name.eq_ignore_ascii_case(s);
+    match name.len() {
+        2 if is("te") => Name::HopByHop,
+        4 if is("host") => Name::Host,
+        6 if is("expect") => Name::Expect,
+        7 if is("upgrade") => Name::Upgrade,
+        7 if is("trailer") => Name::HopByHop,
+        10 if is("connection") => Name::Connection,
+        10 if is("keep-alive") => Name::HopByHop,
+        14 if is("content-length") => Name::ContentLength,
+        15 if is("x-forwarded-for") => Name::ForwardedFor,
+        16 if is("proxy-connection") => Name::HopByHop,
+        17 if is("transfer-encoding") => Name::TransferEncoding,
+        17 if is("x-forwarded-proto") => Name::ForwardedProto,
+        19 if is("proxy-authorization") => Name::HopByHop,
+        _ => Name::Other,
+    }
+}
+
+/// Whether a header stays with this hop: hop-by-hop by name, or named in `Connection`.
+fn stays_here(kind: Name, name: &str, named: &[&[u8]]) -> bool {
+    match kind {
+        Name::Connection | Name::Upgrade | Name::HopByHop => true,
+        Name::Other => named
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name.as_bytes())),
+        _ => false,
+    }
+}
 
 /// What to do with a request head.
 pub enum Request {
@@ -85,34 +124,34 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
     let mut forwarded_proto = false;
     // Headers named in `Connection` are hop-by-hop too (RFC 9110, 7.6.1).
     let mut named: Vec<&[u8]> = Vec::new();
-    for h in req.headers.iter() {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("host") {
-            hosts += 1;
-        } else if name.eq_ignore_ascii_case("content-length") {
-            if body_len.is_some() {
-                return Request::Fallback("several Content-Length");
-            }
-            match parse_length(h.value) {
-                Some(n) => body_len = Some(n),
-                None => return Request::Fallback("bad Content-Length"),
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Request::Fallback("Transfer-Encoding");
-        } else if name.eq_ignore_ascii_case("upgrade") {
-            return Request::Fallback("Upgrade");
-        } else if name.eq_ignore_ascii_case("expect") {
-            return Request::Fallback("Expect");
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in tokens(h.value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    client_close = true;
-                } else {
-                    named.push(token);
+    let mut kinds = [Name::Other; MAX_HEADERS];
+    for (h, kind) in req.headers.iter().zip(kinds.iter_mut()) {
+        *kind = classify(h.name);
+        match *kind {
+            Name::Host => hosts += 1,
+            Name::ContentLength => {
+                if body_len.is_some() {
+                    return Request::Fallback("several Content-Length");
+                }
+                match parse_length(h.value) {
+                    Some(n) => body_len = Some(n),
+                    None => return Request::Fallback("bad Content-Length"),
                 }
             }
-        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
-            forwarded_proto = true;
+            Name::TransferEncoding => return Request::Fallback("Transfer-Encoding"),
+            Name::Upgrade => return Request::Fallback("Upgrade"),
+            Name::Expect => return Request::Fallback("Expect"),
+            Name::Connection => {
+                for token in tokens(h.value) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        client_close = true;
+                    } else {
+                        named.push(token);
+                    }
+                }
+            }
+            Name::ForwardedProto => forwarded_proto = true,
+            Name::ForwardedFor | Name::HopByHop | Name::Other => {}
         }
     }
     if hosts != 1 {
@@ -125,8 +164,8 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut prior_for: Option<Vec<u8>> = None;
-    for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+    for (h, &kind) in req.headers.iter().zip(kinds.iter()) {
+        if kind == Name::ForwardedFor {
             let prior = prior_for.get_or_insert_with(Vec::new);
             if !prior.is_empty() {
                 prior.extend_from_slice(b", ");
@@ -134,7 +173,7 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
             prior.extend_from_slice(h.value);
             continue;
         }
-        if is_hop_by_hop(h.name, &named) {
+        if stays_here(kind, h.name, &named) {
             continue;
         }
         push_header(&mut out, h.name.as_bytes(), h.value);
@@ -226,26 +265,31 @@ pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response
     let mut chunked = None;
     let mut app_close = version == 0;
     let mut named: Vec<&[u8]> = Vec::new();
-    for h in resp.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            match parse_length(h.value) {
+    let mut kinds = [Name::Other; MAX_HEADERS];
+    for (h, kind) in resp.headers.iter().zip(kinds.iter_mut()) {
+        *kind = classify(h.name);
+        match *kind {
+            Name::ContentLength => match parse_length(h.value) {
                 Some(n) if length.is_none() || length == Some(n) => length = Some(n),
                 _ => return Response::Invalid("bad Content-Length"),
+            },
+            Name::TransferEncoding => {
+                // Only the last coding decides (RFC 9112, 6.3): `gzip, chunked` is chunked.
+                let last = tokens(h.value).last();
+                chunked = Some(last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")));
             }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            // Only the last coding decides (RFC 9112, 6.3): `gzip, chunked` is chunked.
-            let last = tokens(h.value).last();
-            chunked = Some(last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")));
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            for token in tokens(h.value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    app_close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
-                    app_close = false;
-                } else {
-                    named.push(token);
+            Name::Connection => {
+                for token in tokens(h.value) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        app_close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
+                        app_close = false;
+                    } else {
+                        named.push(token);
+                    }
                 }
             }
+            _ => {}
         }
     }
     let framing = if is_head || interim || status == 204 || status == 304 {
@@ -267,10 +311,10 @@ pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for h in resp.headers.iter() {
-        if is_hop_by_hop(h.name, &named)
+    for (h, &kind) in resp.headers.iter().zip(kinds.iter()) {
+        if stays_here(kind, h.name, &named)
             // With chunked framing a Content-Length is wrong, and must not reach the client.
-            || (framing == Framing::Chunked && h.name.eq_ignore_ascii_case("content-length"))
+            || (framing == Framing::Chunked && kind == Name::ContentLength)
         {
             continue;
         }
@@ -294,13 +338,6 @@ pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response
         closes_client: close_client,
         client_head: out,
     })
-}
-
-fn is_hop_by_hop(name: &str, named: &[&[u8]]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || named
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
 }
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
