@@ -115,8 +115,8 @@ pub struct RunArgs {
     #[arg(long, env = "LAMEDUCK_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// A client that sends nothing for this long while a request's headers or body are being
-    /// read is disconnected (slowloris protection).
+    /// A request head must arrive whole within this, and a request body may not pause for
+    /// longer; else the client is disconnected (slowloris protection).
     #[arg(long, env = "LAMEDUCK_CLIENT_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub client_read_timeout: Duration,
 
@@ -124,8 +124,8 @@ pub struct RunArgs {
     #[arg(long, env = "LAMEDUCK_UPSTREAM_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub upstream_connect_timeout: Duration,
 
-    /// Timeout for each read from the app (time to first byte included); a timeout is answered
-    /// 504.
+    /// How long the app may take to send a response head, and then to send each next piece of
+    /// a body; a timeout before the head is answered 504.
     #[arg(long, env = "LAMEDUCK_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub upstream_timeout: Duration,
 

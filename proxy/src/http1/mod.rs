@@ -230,13 +230,6 @@ impl FastPath {
     ) -> Result<bool, Failure> {
         let mut out = resp.client_head;
         let body = &ubuf[resp.head_len..];
-        let mid = |e: io::Error| match e.kind() {
-            io::ErrorKind::TimedOut => Failure::UpstreamMidResponse(
-                UpstreamErrorKind::Timeout,
-                "the app stalled mid-response".into(),
-            ),
-            _ => Failure::UpstreamMidResponse(UpstreamErrorKind::Closed, e.to_string()),
-        };
         match resp.framing {
             Framing::Empty => {
                 let clean = body.is_empty();
@@ -268,13 +261,8 @@ impl FastPath {
                 self.write(client, &out).await?;
                 buffers::give(std::mem::take(&mut out));
                 while done.is_none() {
-                    ubuf.clear();
-                    reserve(ubuf);
-                    let n = read_timeout(up, ubuf, self.upstream_timeout)
-                        .await
-                        .map_err(mid)?;
-                    if n == 0 {
-                        return Err(mid(io::ErrorKind::UnexpectedEof.into()));
+                    if self.next_piece(up, ubuf).await? == 0 {
+                        return Err(mid_response(io::ErrorKind::UnexpectedEof.into()));
                     }
                     done = end.feed(ubuf).map_err(bad)?;
                     extra = done.is_some_and(|k| k < ubuf.len());
@@ -287,19 +275,21 @@ impl FastPath {
                 out.extend_from_slice(body);
                 self.write(client, &out).await?;
                 buffers::give(std::mem::take(&mut out));
-                loop {
-                    ubuf.clear();
-                    reserve(ubuf);
-                    let n = read_timeout(up, ubuf, self.upstream_timeout)
-                        .await
-                        .map_err(mid)?;
-                    if n == 0 {
-                        return Ok(false);
-                    }
+                while self.next_piece(up, ubuf).await? > 0 {
                     self.write(client, ubuf).await?;
                 }
+                Ok(false)
             }
         }
+    }
+
+    /// Reads the next piece of a response body into `ubuf` (emptied first); 0 at the app's EOF.
+    async fn next_piece(&self, up: &mut TcpStream, ubuf: &mut Vec<u8>) -> Result<usize, Failure> {
+        ubuf.clear();
+        reserve(ubuf);
+        read_timeout(up, ubuf, self.upstream_timeout)
+            .await
+            .map_err(mid_response)
     }
 
     async fn write(&self, client: &mut TcpStream, data: &[u8]) -> Result<(), Failure> {
@@ -375,6 +365,17 @@ where
         left -= n as u64;
     }
     Ok(())
+}
+
+/// The app failed while its response body was being forwarded.
+fn mid_response(e: io::Error) -> Failure {
+    match e.kind() {
+        io::ErrorKind::TimedOut => Failure::UpstreamMidResponse(
+            UpstreamErrorKind::Timeout,
+            "the app stalled mid-response".into(),
+        ),
+        _ => Failure::UpstreamMidResponse(UpstreamErrorKind::Closed, e.to_string()),
+    }
 }
 
 fn closed(e: io::Error) -> Failure {

@@ -7,7 +7,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 #[allow(unused_imports)] // like the functions: each test file uses its own subset
@@ -61,13 +61,13 @@ pub struct Lameduck {
 impl Lameduck {
     /// Starts lameduck with short test timings; `extra` flags come last and win.
     pub fn start(upstream: SocketAddr, extra: &[&str]) -> Lameduck {
-        let data = free_addr();
-        let admin = free_addr();
+        // Port 0, and the ports lameduck bound read back from its start-up line: a port found
+        // free beforehand can be taken by another test before lameduck binds it.
         let mut args: Vec<String> = [
             "--listen",
-            &data.to_string(),
+            "127.0.0.1:0",
             "--admin-listen",
-            &admin.to_string(),
+            "127.0.0.1:0",
             "--upstream",
             &upstream.to_string(),
             "--app-probe-interval",
@@ -80,22 +80,25 @@ impl Lameduck {
             "5s",
             "--drain-timeout",
             "5s",
+            "--log-format",
+            "text",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
         let proc = Proc::spawn("lameduck", lameduck_bin(), &args);
-        let mut ld = Lameduck { proc, data, admin };
-        wait_until("lameduck's admin port to accept", DEADLINE, || {
-            assert!(
-                ld.proc.is_running(),
-                "lameduck exited at start:\n{}",
-                ld.proc.log_text()
-            );
-            TcpStream::connect(admin).is_ok()
-        });
-        ld
+        let started = proc.wait_log("lameduck started");
+        let addr = |field: &str| -> SocketAddr {
+            let prefix = format!("{field}=");
+            started
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(prefix.as_str()))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {field}= in the start-up line: {started}"))
+        };
+        let (data, admin) = (addr("listen"), addr("admin"));
+        Lameduck { proc, data, admin }
     }
 
     /// Starts lameduck and waits until it reports ready.
