@@ -249,9 +249,11 @@ pub struct ResponsePlan {
 pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response {
     let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    let head_len = match httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut resp, buf, &mut headers)
-    {
+    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut headers,
+    ) {
         Ok(Status::Complete(n)) => n,
         Ok(Status::Partial) if buf.len() < MAX_HEAD => return Response::Partial,
         Ok(Status::Partial) => return Response::Invalid("response head too large"),
