@@ -248,6 +248,7 @@ impl DataPlane {
 
     /// Gives the connection to pingora-proxy, with the bytes already read put back in front.
     async fn hand_to_pingora(&self, stream: TcpStream, read: &[u8], first: bool) {
+        self.lc.metrics.pingora_handoffs.inc();
         let mut l4 = L4Stream::from(stream);
         // pingora reads the client address (X-Forwarded-For) from the socket digest.
         l4.set_socket_digest(SocketDigest::from_raw_fd(l4.as_raw_fd()));

@@ -70,6 +70,9 @@ pub struct Metrics {
     pub requests_held: IntCounter,
     pub held_timeouts: IntCounter,
     pub idle_closed: IntCounter,
+    pub upstream_connections_opened: IntCounter,
+    pub upstream_retries: IntCounter,
+    pub pingora_handoffs: IntCounter,
 }
 
 impl Metrics {
@@ -199,6 +202,29 @@ impl Metrics {
                 "Idle keep-alive connections closed at the start of the shutdown so clients reconnect elsewhere",
             )?,
         )?;
+        // A pool that keeps opening connections means the app closes them (a short keep-alive
+        // timeout), which is also when the close race and its retries happen.
+        let upstream_connections_opened = reg(
+            &registry,
+            IntCounter::new(
+                "upstream_connections_opened_total",
+                "Connections opened to the app (the rest of the requests reused pooled ones)",
+            )?,
+        )?;
+        let upstream_retries = reg(
+            &registry,
+            IntCounter::new(
+                "upstream_retries_total",
+                "Requests sent again on a new connection because a pooled one died under them",
+            )?,
+        )?;
+        let pingora_handoffs = reg(
+            &registry,
+            IntCounter::new(
+                "pingora_handoffs_total",
+                "Client connections handed to pingora-proxy (h2c, upgrades, chunked uploads, HTTP/1.0, malformed)",
+            )?,
+        )?;
         let build_info = reg(
             &registry,
             IntGaugeVec::new(
@@ -228,6 +254,9 @@ impl Metrics {
             requests_held,
             held_timeouts,
             idle_closed,
+            upstream_connections_opened,
+            upstream_retries,
+            pingora_handoffs,
         })
     }
 

@@ -74,6 +74,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
     let pool = Arc::new(UpstreamPool::new(
         args.upstream,
         args.upstream_connect_timeout,
+        lc.metrics.upstream_connections_opened.clone(),
     ));
     tokio::spawn({
         let pool = pool.clone();

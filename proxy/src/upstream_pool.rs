@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use prometheus::IntCounter;
 use tokio::net::TcpStream;
 
 use crate::metrics::UpstreamErrorKind;
@@ -33,6 +34,8 @@ pub struct UpstreamPool {
     addr: SocketAddr,
     connect_timeout: Duration,
     idle: Mutex<Vec<Idle>>,
+    /// `lameduck_upstream_connections_opened_total`.
+    opened: IntCounter,
 }
 
 struct Idle {
@@ -57,11 +60,12 @@ pub struct ConnectError {
 }
 
 impl UpstreamPool {
-    pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Self {
+    pub fn new(addr: SocketAddr, connect_timeout: Duration, opened: IntCounter) -> Self {
         UpstreamPool {
             addr,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
+            opened,
         }
     }
 
@@ -101,6 +105,7 @@ impl UpstreamPool {
             };
         // Heads and small bodies go out in one write each; Nagle would only add delay.
         let _ = stream.set_nodelay(true);
+        self.opened.inc();
         Ok(stream)
     }
 

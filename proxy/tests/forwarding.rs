@@ -447,6 +447,12 @@ fn a_pooled_connection_the_app_closed_is_not_used() {
         .unwrap();
     assert_eq!(c.read_response().unwrap().status, 200);
     assert_eq!(up.conns.load(Ordering::SeqCst), 2);
+    let m = ld.metrics();
+    assert_eq!(
+        metric(&m, "lameduck_upstream_connections_opened_total"),
+        Some(2.0)
+    );
+    assert_eq!(metric(&m, "lameduck_upstream_retries_total"), Some(0.0));
 }
 
 #[test]
@@ -550,6 +556,10 @@ fn a_connection_moves_to_pingora_for_requests_the_fast_path_does_not_take() {
         .map(|(h, _)| h.split(' ').take(2).collect::<Vec<_>>().join(" "))
         .collect();
     assert_eq!(paths, ["GET /fast", "POST /chunked", "GET /after"]);
+    assert_eq!(
+        metric(&ld.metrics(), "lameduck_pingora_handoffs_total"),
+        Some(1.0)
+    );
 }
 
 /// Reads exactly one response head and not a byte more (for HEAD responses, whose headers

@@ -130,6 +130,7 @@ impl FastPath {
             if let Err(e) = self.write_upstream(&mut up, &request).await {
                 if may_retry {
                     retried = true;
+                    self.lc.metrics.upstream_retries.inc();
                     continue;
                 }
                 return Err(closed(e));
@@ -150,6 +151,7 @@ impl FastPath {
                     if may_retry && plan.idempotent && ubuf.is_empty() =>
                 {
                     retried = true;
+                    self.lc.metrics.upstream_retries.inc();
                 }
                 Err(e) => return Err(e),
             }
