@@ -212,8 +212,10 @@ impl DataPlane {
                     return;
                 }
             }
-            if fast.forward(&mut stream, &mut buf, plan).await == Outcome::Close {
-                return;
+            match fast.forward(&mut stream, &mut buf, plan).await {
+                Outcome::KeepAlive => {}
+                Outcome::Close => return,
+                Outcome::CloseLingering => return linger_close(stream).await,
             }
             if buf.is_empty() {
                 buffers::give(std::mem::take(&mut buf));
@@ -323,6 +325,29 @@ impl DataPlane {
         l4.rewind(&first);
         Some(l4)
     }
+}
+
+/// How long a lingering close waits for the client to stop sending.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Closes a connection whose client may still be sending a body: FIN first, then read and
+/// discard until the client closes too or [`LINGER`] passes, so the response already written
+/// is not destroyed by a reset.
+async fn linger_close(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.shutdown().await;
+    // On the heap: an array here would grow every connection task's future by its size.
+    let mut sink = buffers::take();
+    let _ = tokio::time::timeout(LINGER, async {
+        loop {
+            sink.clear();
+            if !matches!(stream.read_buf(&mut sink).await, Ok(n) if n > 0) {
+                break;
+            }
+        }
+    })
+    .await;
+    buffers::give(sink);
 }
 
 /// Holds a request that arrived before the app was ready, for at most `hold`. On a timeout

@@ -573,3 +573,48 @@ fn read_head_byte_by_byte(stream: &mut TcpStream) -> String {
     }
     String::from_utf8(head).unwrap()
 }
+
+#[test]
+fn an_early_answer_from_the_app_reaches_the_client_mid_upload() {
+    // An app that refuses an upload from its head alone (413, or 401 on a large POST) answers
+    // before it has the body. That answer is the client's, not a 502.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if conn.read(&mut byte).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        conn.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large")
+            .unwrap();
+        // A lingering close of its own, as servers do, so the answer is not lost to a reset.
+        let _ = conn.shutdown(std::net::Shutdown::Write);
+        conn.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut sink = [0u8; 4096];
+        while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let ld = Lameduck::start_ready(addr, &["--app-probe", "none"]);
+    let mut c = Client::connect(ld.data).unwrap();
+    c.send("PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n")
+        .unwrap();
+    c.send_bytes(&[b'x'; 1024]).unwrap(); // ...and the rest never comes
+    let r = c.read_response().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (413, "too large"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(
+        c.closed_by_server(DEADLINE),
+        "the half-sent upload ends the connection"
+    );
+    assert_eq!(
+        metric(
+            &ld.metrics(),
+            r#"lameduck_upstream_errors_total{kind="closed"}"#
+        ),
+        Some(0.0)
+    );
+}

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::metrics::UpstreamErrorKind;
@@ -38,6 +38,10 @@ const READ_CHUNK: usize = 16 * 1024;
 pub enum Outcome {
     KeepAlive,
     Close,
+    /// Close, but the client may still be sending a body nobody will read: closing a socket
+    /// with unread bytes sends a reset, which can destroy the response before the client reads
+    /// it. So: send FIN, drain what comes for a moment, then close (nginx's lingering close).
+    CloseLingering,
 }
 
 /// Everything the fast path needs, shared by all connections.
@@ -115,6 +119,7 @@ impl FastPath {
 
         let mut ubuf = buffers::take();
         let mut retried = false;
+        let mut app_reusable = true;
         let (mut up, resp) = loop {
             let conn = self
                 .pool
@@ -137,7 +142,14 @@ impl FastPath {
             }
             if rest > 0 {
                 let timeout = self.client_read_timeout;
-                copy_exact(client, &mut up, rest, buf, timeout, Direction::ToApp).await?;
+                if !send_body(client, &mut up, rest, buf, timeout).await? {
+                    // The app answered before it had the whole body (a 413, a 401 on an
+                    // upload). Its answer is the client's; the rest of the body is still in
+                    // the client's socket, so this connection ends after it, and so does the
+                    // app's, whose state we cannot know.
+                    plan.client_close = true;
+                    app_reusable = false;
+                }
                 // `buf` was the scratch space: nothing in it is the client's next request.
                 buf.clear();
             }
@@ -161,19 +173,17 @@ impl FastPath {
         let reusable = self
             .forward_response(client, &mut up, &mut ubuf, resp)
             .await?;
-        if reusable {
+        if reusable && app_reusable {
             self.pool.put(up);
         }
         buffers::give(request);
         buffers::give(ubuf);
-        Ok((
-            status,
-            if close {
-                Outcome::Close
-            } else {
-                Outcome::KeepAlive
-            },
-        ))
+        let outcome = match (close, app_reusable) {
+            (_, false) => Outcome::CloseLingering,
+            (true, true) => Outcome::Close,
+            (false, true) => Outcome::KeepAlive,
+        };
+        Ok((status, outcome))
     }
 
     /// Reads the app's response head into `ubuf`, passing interim (1xx) responses on to the
@@ -248,7 +258,7 @@ impl FastPath {
                 let rest = n - take as u64;
                 if rest > 0 {
                     let timeout = self.upstream_timeout;
-                    copy_exact(up, client, rest, ubuf, timeout, Direction::ToClient).await?;
+                    copy_exact(up, client, rest, ubuf, timeout).await?;
                 }
                 Ok(!extra && resp.upstream_reusable)
             }
@@ -309,60 +319,65 @@ impl FastPath {
     }
 }
 
-/// Which way a body flows, which decides whose fault a failed read or write is.
-#[derive(Clone, Copy)]
-enum Direction {
-    /// A request body: a failed read is the client's, a failed write the app's (and the
-    /// client can still be told, with a 502).
-    ToApp,
-    /// A response body: a failed read is the app's, mid-response; a failed write the client's.
-    ToClient,
-}
-
-impl Direction {
-    fn read_failed(self, kind: UpstreamErrorKind, e: String) -> Failure {
-        match self {
-            Direction::ToApp => Failure::Client,
-            Direction::ToClient => Failure::UpstreamMidResponse(kind, e),
-        }
-    }
-
-    fn write_failed(self, e: String) -> Failure {
-        match self {
-            Direction::ToApp => Failure::Upstream(UpstreamErrorKind::Closed, e),
-            Direction::ToClient => Failure::Client,
-        }
-    }
-}
-
-/// Streams exactly `len` body bytes from `from` to `to`, never reading past them (what follows
-/// may be the client's next request).
-async fn copy_exact<R, W>(
-    from: &mut R,
-    to: &mut W,
+/// Streams the rest of a request body (`len` bytes) from the client to the app, never reading
+/// past it (what follows may be the client's next request). Returns false when the app began
+/// to answer before it had the whole body: the sending stops there.
+async fn send_body(
+    client: &mut TcpStream,
+    up: &mut TcpStream,
     len: u64,
     scratch: &mut Vec<u8>,
     read_timeout_each: Duration,
-    dir: Direction,
-) -> Result<(), Failure>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    use UpstreamErrorKind::{Closed, Timeout};
+) -> Result<bool, Failure> {
+    let mut left = len;
+    let mut probe = [0u8; 1];
+    let (mut answer, mut to_app) = up.split();
+    while left > 0 {
+        scratch.clear();
+        reserve(scratch);
+        let mut limited = (&mut *client).take(left);
+        // `peek`, not `readable`: a readiness left over from the connection's last response
+        // must not pass for an answer.
+        let n = tokio::select! {
+            biased;
+            _ = answer.peek(&mut probe) => return Ok(false),
+            read = tokio::time::timeout(read_timeout_each, limited.read_buf(scratch)) => match read {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => return Err(Failure::Client),
+            },
+        };
+        tokio::select! {
+            biased;
+            _ = answer.peek(&mut probe) => return Ok(false),
+            written = to_app.write_all(&scratch[..n]) => written.map_err(closed)?,
+        }
+        left -= n as u64;
+    }
+    Ok(true)
+}
+
+/// Streams exactly `len` bytes of a response body from the app to the client, never reading
+/// past them (a well-behaved app sends nothing more; anything more is not forwarded).
+async fn copy_exact(
+    up: &mut TcpStream,
+    client: &mut TcpStream,
+    len: u64,
+    scratch: &mut Vec<u8>,
+    read_timeout_each: Duration,
+) -> Result<(), Failure> {
     let mut left = len;
     while left > 0 {
         scratch.clear();
         reserve(scratch);
-        let mut limited = (&mut *from).take(left);
+        let mut limited = (&mut *up).take(left);
         let n = match tokio::time::timeout(read_timeout_each, limited.read_buf(scratch)).await {
             Ok(Ok(n)) if n > 0 => n,
-            Ok(Ok(_)) => return Err(dir.read_failed(Closed, "closed mid-body".into())),
-            Ok(Err(e)) => return Err(dir.read_failed(Closed, e.to_string())),
-            Err(_) => return Err(dir.read_failed(Timeout, "stalled mid-body".into())),
+            Ok(Ok(_)) => return Err(mid_response(io::ErrorKind::UnexpectedEof.into())),
+            Ok(Err(e)) => return Err(mid_response(e)),
+            Err(_) => return Err(mid_response(io::ErrorKind::TimedOut.into())),
         };
-        if let Err(e) = to.write_all(&scratch[..n]).await {
-            return Err(dir.write_failed(e.to_string()));
+        if client.write_all(&scratch[..n]).await.is_err() {
+            return Err(Failure::Client);
         }
         left -= n as u64;
     }
