@@ -15,8 +15,10 @@
 //! the shutdown has begun, turn failures into 502/503/504 responses that say what happened,
 //! and count everything the same way.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,7 @@ use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Sleep;
 
 use crate::config::{ForwarderKind, RunArgs};
 use crate::http1::head::{self, Request};
@@ -157,13 +160,25 @@ impl DataPlane {
     /// kind; hands the connection to pingora-proxy for good at the first that is not.
     async fn serve(&self, mut stream: TcpStream, peer: SocketAddr) {
         let client_ip = peer.ip().to_string();
-        let mut phase = self.lc.subscribe();
+        // Per connection, not per request: the drain's signal, the idle timer and the app's
+        // response deadline are registered once and then re-armed, which costs far less than
+        // a watch subscription and two timers registered and dropped for every request.
+        let draining = self.lc.reached(Phase::Draining);
+        tokio::pin!(draining);
+        let idle = tokio::time::sleep(self.idle_timeout);
+        tokio::pin!(idle);
+        let response_deadline = tokio::time::sleep(self.idle_timeout);
+        tokio::pin!(response_deadline);
         // Taken when a request arrives and given back while the connection is idle: a thousand
         // idle keep-alive connections (an ingress controller's pool) then hold no buffers.
         let mut buf: Vec<u8> = Vec::new();
         let mut first = true;
         loop {
-            if buf.is_empty() && !self.wait_for_request(&stream, &mut phase).await {
+            if buf.is_empty()
+                && !self
+                    .wait_for_request(&stream, draining.as_mut(), idle.as_mut())
+                    .await
+            {
                 return;
             }
             if buf.capacity() == 0 {
@@ -212,7 +227,8 @@ impl DataPlane {
                     return;
                 }
             }
-            match fast.forward(&mut stream, &mut buf, plan).await {
+            let deadline = response_deadline.as_mut();
+            match fast.forward(&mut stream, &mut buf, plan, deadline).await {
                 Outcome::KeepAlive => {}
                 Outcome::Close => return,
                 Outcome::CloseLingering => return linger_close(stream).await,
@@ -235,16 +251,21 @@ impl DataPlane {
     async fn wait_for_request(
         &self,
         stream: &TcpStream,
-        phase: &mut watch::Receiver<Phase>,
+        draining: Pin<&mut impl Future<Output = ()>>,
+        mut idle: Pin<&mut Sleep>,
     ) -> bool {
+        idle.as_mut()
+            .reset(tokio::time::Instant::now() + self.idle_timeout);
         tokio::select! {
             biased;
             ready = stream.readable() => ready.is_ok(),
-            _ = phase.wait_for(|p| *p >= Phase::Draining) => {
+            // Polled only here, and the connection ends when it fires: never polled again
+            // after it completed.
+            _ = draining => {
                 self.lc.metrics.idle_closed.inc();
                 false
             }
-            _ = tokio::time::sleep(self.idle_timeout) => false,
+            _ = idle => false,
         }
     }
 

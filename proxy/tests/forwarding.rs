@@ -618,3 +618,17 @@ fn an_early_answer_from_the_app_reaches_the_client_mid_upload() {
         Some(0.0)
     );
 }
+
+#[test]
+fn idle_connections_close_after_the_idle_timeout_and_busy_ones_stay() {
+    let up = recording_upstream(OK);
+    let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none", "--idle-timeout", "1s"]);
+    let mut c = Client::connect(ld.data).unwrap();
+    // Busy for more than twice the idle timeout, a request every 100 ms: each one re-arms it.
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(2500) {
+        assert_eq!(c.get("/busy").unwrap().status, 200, "closed while busy");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(c.closed_by_server(DEADLINE), "closed once idle");
+}

@@ -18,11 +18,13 @@ pub mod head;
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use crate::metrics::UpstreamErrorKind;
 use crate::phase::Lifecycle;
@@ -73,12 +75,13 @@ impl FastPath {
         client: &mut TcpStream,
         buf: &mut Vec<u8>,
         plan: RequestPlan,
+        deadline: Pin<&mut Sleep>,
     ) -> Outcome {
         let arrived = Instant::now();
         let phase = self.lc.phase();
         self.lc.note_arrival();
         let _in_flight = crate::data_plane::InFlight::new(self.lc.clone());
-        let (status, outcome) = match self.exchange(client, buf, plan).await {
+        let (status, outcome) = match self.exchange(client, buf, plan, deadline).await {
             Ok((status, outcome)) => (Some(status), outcome),
             Err(Failure::Client) => (None, Outcome::Close),
             Err(Failure::Upstream(kind, error)) => {
@@ -108,6 +111,7 @@ impl FastPath {
         client: &mut TcpStream,
         buf: &mut Vec<u8>,
         mut plan: RequestPlan,
+        mut deadline: Pin<&mut Sleep>,
     ) -> Result<(u16, Outcome), Failure> {
         // The head and whatever part of the body came with it go to the app in one write.
         let in_buf = buf.len() - plan.head_len;
@@ -155,7 +159,7 @@ impl FastPath {
             }
             ubuf.clear();
             match self
-                .read_response_head(&mut up, &mut ubuf, &plan, client)
+                .read_response_head(&mut up, &mut ubuf, &plan, client, deadline.as_mut())
                 .await
             {
                 Ok(resp) => break (up, resp),
@@ -194,8 +198,13 @@ impl FastPath {
         ubuf: &mut Vec<u8>,
         plan: &RequestPlan,
         client: &mut TcpStream,
+        mut deadline: Pin<&mut Sleep>,
     ) -> Result<ResponsePlan, Failure> {
-        let deadline = tokio::time::Instant::now() + self.upstream_timeout;
+        // The connection's own timer, re-armed: moving a registered deadline later costs
+        // almost nothing in tokio's timer wheel, registering a new one per request does.
+        deadline
+            .as_mut()
+            .reset(tokio::time::Instant::now() + self.upstream_timeout);
         loop {
             if !ubuf.is_empty() {
                 // Decided as late as possible: a response finishing after the window opened
@@ -215,8 +224,13 @@ impl FastPath {
                 }
             }
             reserve(ubuf);
-            match tokio::time::timeout_at(deadline, up.read_buf(ubuf)).await {
-                Err(_) => {
+            let read = tokio::select! {
+                biased;
+                read = up.read_buf(ubuf) => Ok(read),
+                _ = deadline.as_mut() => Err(()),
+            };
+            match read {
+                Err(()) => {
                     let waited = crate::config::fmt_duration(self.upstream_timeout);
                     let e = format!("no response within --upstream-timeout {waited}");
                     return Err(Failure::Upstream(UpstreamErrorKind::Timeout, e));
