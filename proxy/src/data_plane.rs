@@ -185,20 +185,23 @@ impl DataPlane {
                 buf = buffers::take();
             }
             let deadline = tokio::time::Instant::now() + self.client_read_timeout;
-            let plan = loop {
+            let (fast, plan) = loop {
                 if !buf.is_empty() {
                     let maybe_h2 = first && H2_PREFACE.starts_with(&buf[..buf.len().min(24)]);
                     if maybe_h2 && buf.len() >= H2_PREFACE.len() {
                         return self.hand_to_pingora(stream, &buf, true).await;
                     }
                     if !maybe_h2 {
-                        match (self.fast.as_ref(), head::parse_request(&buf, &client_ip)) {
-                            (_, Request::Partial) => {}
-                            (Some(_), Request::Forward(plan)) => break plan,
-                            (None, _) => return self.hand_to_pingora(stream, &buf, first).await,
-                            (_, Request::Fallback(why)) => {
+                        // `--forwarder pingora`: nothing to parse here.
+                        let Some(fast) = self.fast.as_ref() else {
+                            return self.hand_to_pingora(stream, &buf, false).await;
+                        };
+                        match head::parse_request(&buf, &client_ip) {
+                            Request::Partial => {}
+                            Request::Forward(plan) => break (fast, plan),
+                            Request::Fallback(why) => {
                                 tracing::trace!(reason = why, "request handed to pingora-proxy");
-                                return self.hand_to_pingora(stream, &buf, first).await;
+                                return self.hand_to_pingora(stream, &buf, false).await;
                             }
                         }
                     }
@@ -215,10 +218,6 @@ impl DataPlane {
                 }
             };
             first = false;
-            let fast = self
-                .fast
-                .as_ref()
-                .expect("only the fast path plans requests");
             if self.lc.phase() == Phase::Starting && !self.lc.app_ready() {
                 if let Err(refusal) =
                     hold_until_ready(&self.lc, self.startup_hold, self.upstream).await
@@ -269,8 +268,9 @@ impl DataPlane {
         }
     }
 
-    /// Gives the connection to pingora-proxy, with the bytes already read put back in front.
-    async fn hand_to_pingora(&self, stream: TcpStream, read: &[u8], first: bool) {
+    /// Gives the connection to pingora-proxy, with the bytes already read put back in front;
+    /// `h2` when they are the HTTP/2 preface.
+    async fn hand_to_pingora(&self, stream: TcpStream, read: &[u8], h2: bool) {
         self.lc.metrics.pingora_handoffs.inc();
         let mut l4 = L4Stream::from(stream);
         // pingora reads the client address (X-Forwarded-For) from the socket digest.
@@ -279,7 +279,7 @@ impl DataPlane {
             l4.rewind(read);
         }
         let stream: Stream = Box::new(l4);
-        if first && read.starts_with(H2_PREFACE) {
+        if h2 {
             // HTTP/2: pingora runs the connection (every stream in its own task) and sends
             // GOAWAY when the window opens.
             ServerApp::process_new(&self.proxy, stream, &self.controls.lame_duck).await;

@@ -149,7 +149,9 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
                 for token in tokens(h.value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         client_close = true;
-                    } else {
+                    } else if !token.eq_ignore_ascii_case(b"keep-alive") {
+                        // `keep-alive` names a header that is hop-by-hop anyway; skipping it
+                        // keeps the common `Connection: keep-alive` from allocating.
                         named.push(token);
                     }
                 }
@@ -290,8 +292,10 @@ pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response
                 for token in tokens(h.value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         app_close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
-                        app_close = false;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        // HTTP/1.0 keeps the connection only when told; the name itself is
+                        // hop-by-hop anyway, so it is not collected (no allocation).
+                        app_close &= version != 0;
                     } else {
                         named.push(token);
                     }

@@ -145,8 +145,8 @@ impl FastPath {
                 return Err(closed(e));
             }
             if rest > 0 {
-                let timeout = self.client_read_timeout;
-                if !send_body(client, &mut up, rest, buf, timeout).await? {
+                let timeouts = (self.client_read_timeout, self.upstream_timeout);
+                if !send_body(client, &mut up, rest, buf, timeouts).await? {
                     // The app answered before it had the whole body (a 413, a 401 on an
                     // upload). Its answer is the client's; the rest of the body is still in
                     // the client's socket, so this connection ends after it, and so does the
@@ -271,8 +271,7 @@ impl FastPath {
                 buffers::give(std::mem::take(&mut out));
                 let rest = n - take as u64;
                 if rest > 0 {
-                    let timeout = self.upstream_timeout;
-                    copy_exact(up, client, rest, ubuf, timeout).await?;
+                    self.copy_exact(up, client, rest, ubuf).await?;
                 }
                 Ok(!extra && resp.upstream_reusable)
             }
@@ -309,6 +308,35 @@ impl FastPath {
         }
     }
 
+    /// Streams exactly `len` bytes of a response body from the app to the client, never
+    /// reading past them (a well-behaved app sends nothing more; anything more is not
+    /// forwarded).
+    async fn copy_exact(
+        &self,
+        up: &mut TcpStream,
+        client: &mut TcpStream,
+        len: u64,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        let mut left = len;
+        while left > 0 {
+            scratch.clear();
+            reserve(scratch);
+            let mut limited = (&mut *up).take(left);
+            let n = match tokio::time::timeout(self.upstream_timeout, limited.read_buf(scratch))
+                .await
+            {
+                Ok(Ok(n)) if n > 0 => n,
+                Ok(Ok(_)) => return Err(mid_response(io::ErrorKind::UnexpectedEof.into())),
+                Ok(Err(e)) => return Err(mid_response(e)),
+                Err(_) => return Err(mid_response(io::ErrorKind::TimedOut.into())),
+            };
+            self.write(client, &scratch[..n]).await?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
     /// Reads the next piece of a response body into `ubuf` (emptied first); 0 at the app's EOF.
     async fn next_piece(&self, up: &mut TcpStream, ubuf: &mut Vec<u8>) -> Result<usize, Failure> {
         ubuf.clear();
@@ -341,7 +369,7 @@ async fn send_body(
     up: &mut TcpStream,
     len: u64,
     scratch: &mut Vec<u8>,
-    read_timeout_each: Duration,
+    (read_timeout_each, write_timeout): (Duration, Duration),
 ) -> Result<bool, Failure> {
     let mut left = len;
     let mut probe = [0u8; 1];
@@ -363,39 +391,16 @@ async fn send_body(
         tokio::select! {
             biased;
             _ = answer.peek(&mut probe) => return Ok(false),
-            written = to_app.write_all(&scratch[..n]) => written.map_err(closed)?,
+            written = tokio::time::timeout(write_timeout, to_app.write_all(&scratch[..n])) => {
+                match written {
+                    Ok(written) => written.map_err(closed)?,
+                    Err(_) => return Err(closed(io::ErrorKind::TimedOut.into())),
+                }
+            }
         }
         left -= n as u64;
     }
     Ok(true)
-}
-
-/// Streams exactly `len` bytes of a response body from the app to the client, never reading
-/// past them (a well-behaved app sends nothing more; anything more is not forwarded).
-async fn copy_exact(
-    up: &mut TcpStream,
-    client: &mut TcpStream,
-    len: u64,
-    scratch: &mut Vec<u8>,
-    read_timeout_each: Duration,
-) -> Result<(), Failure> {
-    let mut left = len;
-    while left > 0 {
-        scratch.clear();
-        reserve(scratch);
-        let mut limited = (&mut *up).take(left);
-        let n = match tokio::time::timeout(read_timeout_each, limited.read_buf(scratch)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            Ok(Ok(_)) => return Err(mid_response(io::ErrorKind::UnexpectedEof.into())),
-            Ok(Err(e)) => return Err(mid_response(e)),
-            Err(_) => return Err(mid_response(io::ErrorKind::TimedOut.into())),
-        };
-        if client.write_all(&scratch[..n]).await.is_err() {
-            return Err(Failure::Client);
-        }
-        left -= n as u64;
-    }
-    Ok(())
 }
 
 /// The app failed while its response body was being forwarded.
