@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::admin::Admin;
 use crate::config::RunArgs;
@@ -22,10 +22,60 @@ use crate::shutdown::{self, Switches};
 use crate::upstream;
 use crate::upstream_pool::UpstreamPool;
 
-/// Exit code when a second signal ends the process before it drained.
-const EXIT_FORCED: u8 = 1;
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Drained and signalled: every request had its answer (or was cut at the drain timeout).
+    Drained,
+    /// A second signal ended the process before it drained.
+    Forced,
+}
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+impl Outcome {
+    /// 0 drained, 1 forced (the same code as a runtime failure: the pod did not end cleanly).
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Outcome::Drained => ExitCode::SUCCESS,
+            Outcome::Forced => ExitCode::from(1),
+        }
+    }
+}
+
+/// A process signal lameduck obeys; the binary feeds them from the OS, tests send them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Term,
+    Int,
+}
+
+impl Signal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Term => "SIGTERM",
+            Signal::Int => "SIGINT",
+        }
+    }
+}
+
+/// The two listening sockets, bound by the caller (so that `:0` works and a taken port is the
+/// caller's clear error, not a panic inside pingora).
+pub struct Listeners {
+    pub data: StdTcpListener,
+    pub admin: StdTcpListener,
+}
+
+impl Listeners {
+    /// Binds `--listen` and `--admin-listen`.
+    pub fn bind(args: &RunArgs) -> anyhow::Result<Listeners> {
+        Ok(Listeners {
+            data: bind(args.listen, "data plane, --listen")?,
+            admin: bind(args.admin_listen, "admin plane, --admin-listen")?,
+        })
+    }
+}
+
+/// The binary's whole run: its runtime, its listeners, the OS signals, then [`run`].
+pub fn start(args: RunArgs) -> anyhow::Result<Outcome> {
     // One thread (the default) is a current-thread runtime: no work-stealing machinery, and a
     // woken task runs on the thread that polled the socket. More threads share the work.
     let mut builder = if args.threads == 1 {
@@ -40,11 +90,33 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(async {
+        // Signals first: a SIGTERM during start-up must not kill us with the default action.
+        let signals = os_signals()?;
+        let listeners = Listeners::bind(&args)?;
+        run(args, listeners, signals).await
+    })
 }
 
-/// Binds a listener ourselves, so that a taken port is a clear error and not a panic inside
-/// pingora, and so that `:0` works (tests, the lab).
+/// SIGTERM and SIGINT as a channel of [`Signal`]s.
+fn os_signals() -> anyhow::Result<mpsc::Receiver<Signal>> {
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let s = tokio::select! {
+                _ = sigterm.recv() => Signal::Term,
+                _ = sigint.recv() => Signal::Int,
+            };
+            if tx.send(s).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
 fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<StdTcpListener> {
     let listener =
         StdTcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} ({what})"))?;
@@ -52,18 +124,19 @@ fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<StdTcpListener> {
     Ok(listener)
 }
 
-async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// Runs lameduck until it has drained and been signalled, or a second signal forces it out.
+/// A closed `signals` channel means no more signals will come (a `/drain` still works).
+pub async fn run(
+    args: RunArgs,
+    listeners: Listeners,
+    mut signal_rx: mpsc::Receiver<Signal>,
+) -> anyhow::Result<Outcome> {
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
     let lc = Lifecycle::new(metrics);
 
-    // Signals first: a SIGTERM during start-up must not kill us with the default action.
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-
-    let data = tokio::net::TcpListener::from_std(bind(args.listen, "data plane, --listen")?)?;
+    let data = tokio::net::TcpListener::from_std(listeners.data)?;
     let data_addr = data.local_addr()?;
-    let admin_listener =
-        tokio::net::TcpListener::from_std(bind(args.admin_listen, "admin plane, --admin-listen")?)?;
+    let admin_listener = tokio::net::TcpListener::from_std(listeners.admin)?;
     let admin_addr = admin_listener.local_addr()?;
 
     let (lame_tx, lame_rx) = watch::channel(false);
@@ -144,12 +217,13 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut is_drained = false;
     loop {
         let name = tokio::select! {
-            _ = sigterm.recv() => "SIGTERM",
-            _ = sigint.recv() => "SIGINT",
+            Some(s) = signal_rx.recv() => s.as_str(),
             _ = &mut drained, if !is_drained => {
                 is_drained = true;
                 if signals > 0 { break } else { continue }
             }
+            // No more signals can come: stay up, as with a /drain and no SIGTERM yet.
+            else => std::future::pending().await,
         };
         signals += 1;
         if signals > 1 && !is_drained {
@@ -160,7 +234,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
                 "second signal: exiting now, without finishing the drain"
             );
             summary(&lc);
-            return Ok(ExitCode::from(EXIT_FORCED));
+            return Ok(Outcome::Forced);
         }
         if !lc.begin_shutdown(name) {
             tracing::info!(
@@ -177,7 +251,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
     let _ = tokio::time::timeout(Duration::from_secs(2), admin.drain_waiters_answered()).await;
     data_plane.abort();
     summary(&lc);
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Drained)
 }
 
 /// The one line an operator reads after a rollout.

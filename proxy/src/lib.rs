@@ -1,0 +1,23 @@
+//! lameduck as a library: [`run`] is the whole proxy, given its configuration, the listeners it
+//! serves on (bound by the caller) and the signals it obeys (a channel the caller feeds).
+//!
+//! The binary ([`start`], called by `main.rs`) binds the configured addresses and forwards the
+//! process's SIGTERM/SIGINT into that channel; in-process tests bind `127.0.0.1:0` themselves
+//! and send signals as messages, on a paused clock.
+
+#![forbid(unsafe_code)]
+
+mod admin;
+pub mod check;
+pub mod config;
+mod data_plane;
+mod http1;
+pub mod logging;
+mod metrics;
+mod phase;
+mod server;
+mod shutdown;
+mod upstream;
+mod upstream_pool;
+
+pub use server::{run, start, Listeners, Outcome, Signal};
