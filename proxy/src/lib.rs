@@ -11,7 +11,6 @@ mod admin;
 pub mod check;
 pub mod config;
 mod data_plane;
-mod http1;
 pub mod logging;
 mod metrics;
 mod phase;
