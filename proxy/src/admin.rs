@@ -26,7 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{AppProbe, ReadinessOnShutdown};
-use crate::phase::{Lifecycle, Phase};
+use crate::lifecycle::Lifecycle;
+use crate::phase::Phase;
 
 pub struct Admin {
     lc: Arc<Lifecycle>,
@@ -151,8 +152,8 @@ impl Admin {
             uptime_seconds: lc.uptime().as_secs_f64(),
             shutdown_cause: lc.signal_cause(),
             since_signal_seconds: lc.since_signal().map(|d| d.as_secs_f64()),
-            in_flight: lc.metrics.in_flight.get(),
-            open_connections: lc.metrics.open_connections.get(),
+            in_flight: lc.drain.in_flight(),
+            open_connections: lc.drain.open_connections(),
             app_ready: lc.app_ready(),
             requests_after_signal: lc.requests_after_signal(),
             last_request_after_signal_seconds: lc.last_arrival().map(|d| d.as_secs_f64()),
@@ -166,7 +167,7 @@ impl Admin {
     }
 
     async fn drain(&self) -> Resp {
-        self.lc.begin_shutdown("admin /drain");
+        self.lc.request_drain();
         self.lc.reached(Phase::Drained).await;
         let mut resp = json(StatusCode::OK, &self.status());
         // One answer per connection: the waiter count drops when the connection closes.
@@ -188,8 +189,8 @@ struct Status {
     uptime_seconds: f64,
     shutdown_cause: Option<&'static str>,
     since_signal_seconds: Option<f64>,
-    in_flight: i64,
-    open_connections: i64,
+    in_flight: usize,
+    open_connections: usize,
     app_ready: bool,
     requests_after_signal: u64,
     last_request_after_signal_seconds: Option<f64>,

@@ -11,12 +11,14 @@ mod admin;
 pub mod check;
 pub mod config;
 mod data_plane;
+pub mod lifecycle;
 pub mod logging;
 mod metrics;
-mod phase;
+pub mod phase;
 mod server;
-mod shutdown;
 mod upstream;
 mod upstream_pool;
 
-pub use server::{run, start, Listeners, Outcome, Signal};
+pub use lifecycle::driver::Signal;
+pub use lifecycle::Outcome;
+pub use server::{run, start, Listeners};

@@ -5,57 +5,21 @@
 //! in our runtime, and only closes the listener when the drain begins.
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::admin::Admin;
 use crate::config::RunArgs;
-use crate::data_plane::{ConnTracker, Controls, DataPlane};
+use crate::data_plane::DataPlane;
+use crate::lifecycle::driver::{self, Signal};
+use crate::lifecycle::{Lifecycle, Outcome, Timings, Window};
 use crate::metrics::Metrics;
-use crate::phase::{Lifecycle, Phase, Window};
-use crate::shutdown::{self, Switches};
 use crate::upstream;
 use crate::upstream_pool::UpstreamPool;
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Drained and signalled: every request had its answer (or was cut at the drain timeout).
-    Drained,
-    /// A second signal ended the process before it drained.
-    Forced,
-}
-
-impl Outcome {
-    /// 0 drained, 1 forced (the same code as a runtime failure: the pod did not end cleanly).
-    pub fn exit_code(self) -> ExitCode {
-        match self {
-            Outcome::Drained => ExitCode::SUCCESS,
-            Outcome::Forced => ExitCode::from(1),
-        }
-    }
-}
-
-/// A process signal lameduck obeys; the binary feeds them from the OS, tests send them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    Term,
-    Int,
-}
-
-impl Signal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Signal::Term => "SIGTERM",
-            Signal::Int => "SIGINT",
-        }
-    }
-}
 
 /// The two listening sockets, bound by the caller (so that `:0` works and a taken port is the
 /// caller's clear error, not a panic inside pingora).
@@ -129,7 +93,7 @@ fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<StdTcpListener> {
 pub async fn run(
     args: RunArgs,
     listeners: Listeners,
-    mut signal_rx: mpsc::Receiver<Signal>,
+    signals: mpsc::Receiver<Signal>,
 ) -> anyhow::Result<Outcome> {
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
     let lc = Lifecycle::new(metrics);
@@ -138,11 +102,6 @@ pub async fn run(
     let data_addr = data.local_addr()?;
     let admin_listener = tokio::net::TcpListener::from_std(listeners.admin)?;
     let admin_addr = admin_listener.local_addr()?;
-
-    let (lame_tx, lame_rx) = watch::channel(false);
-    let (accept_tx, accept_rx) = watch::channel(false);
-    let (cut_tx, cut_rx) = watch::channel(false);
-    let conns = ConnTracker::new(lc.clone());
 
     let pool = Arc::new(UpstreamPool::new(
         args.upstream,
@@ -153,17 +112,7 @@ pub async fn run(
         let pool = pool.clone();
         async move { pool.reap().await }
     });
-    let data_plane = Arc::new(DataPlane::new(
-        &args,
-        lc.clone(),
-        Controls {
-            lame_duck: lame_rx,
-            stop_accepting: accept_rx,
-            cut: cut_rx,
-        },
-        conns.clone(),
-        pool,
-    ));
+    let data_plane = Arc::new(DataPlane::new(&args, lc.clone(), pool));
     let data_plane = tokio::spawn(data_plane.accept_loop(data));
 
     let admin = Admin::new(
@@ -173,29 +122,21 @@ pub async fn run(
         args.app_probe.clone(),
     );
     tokio::spawn(admin.clone().serve(admin_listener));
-    tokio::spawn(upstream::probe_loop(
+    let probe = tokio::spawn(upstream::probe_loop(
         lc.clone(),
         args.upstream,
         args.app_probe.clone(),
         args.app_probe_interval,
         args.app_probe_timeout,
     ));
-    let window = Window {
-        delay: args.shutdown_delay,
-        quiet: args.shutdown_quiet,
-        max: args.shutdown_delay_max,
-    };
-    tokio::spawn(shutdown::drive(
-        lc.clone(),
-        window,
-        args.drain_timeout,
-        Switches {
-            lame_duck: lame_tx,
-            accept: accept_tx,
-            cut: cut_tx,
+    let timings = Timings {
+        window: Window {
+            delay: args.shutdown_delay,
+            quiet: args.shutdown_quiet,
+            max: args.shutdown_delay_max,
         },
-        conns,
-    ));
+        drain_timeout: args.drain_timeout,
+    };
 
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -210,48 +151,16 @@ pub async fn run(
         "lameduck started"
     );
 
-    // Exit once drained *and* signalled: drained early by a preStop /drain (native sidecar),
-    // lameduck stays up until its own SIGTERM, then leaves at once.
-    let mut signals = 0u32;
-    let mut drained = std::pin::pin!(lc.reached(Phase::Drained));
-    let mut is_drained = false;
-    loop {
-        let name = tokio::select! {
-            Some(s) = signal_rx.recv() => s.as_str(),
-            _ = &mut drained, if !is_drained => {
-                is_drained = true;
-                if signals > 0 { break } else { continue }
-            }
-            // No more signals can come: stay up, as with a /drain and no SIGTERM yet.
-            else => std::future::pending().await,
-        };
-        signals += 1;
-        if signals > 1 && !is_drained {
-            tracing::warn!(
-                signal = name,
-                phase = lc.phase().as_str(),
-                in_flight = lc.metrics.in_flight.get(),
-                "second signal: exiting now, without finishing the drain"
-            );
-            summary(&lc);
-            return Ok(Outcome::Forced);
-        }
-        if !lc.begin_shutdown(name) {
-            tracing::info!(
-                signal = name,
-                phase = lc.phase().as_str(),
-                "signal received; shutdown already under way"
-            );
-        }
-        if is_drained {
-            break;
-        }
+    // This task is the driver: the shutdown runs here, to the end.
+    let outcome = driver::drive(lc.clone(), timings, signals).await;
+    if outcome == Outcome::Drained {
+        // Every /drain caller gets its answer before the process goes away.
+        let _ = tokio::time::timeout(Duration::from_secs(2), admin.drain_waiters_answered()).await;
     }
-    // Every /drain caller gets its answer before the process goes away.
-    let _ = tokio::time::timeout(Duration::from_secs(2), admin.drain_waiters_answered()).await;
     data_plane.abort();
+    probe.abort();
     summary(&lc);
-    Ok(Outcome::Drained)
+    Ok(outcome)
 }
 
 /// The one line an operator reads after a rollout.

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::config::AppProbe;
-use crate::phase::Lifecycle;
+use crate::lifecycle::Lifecycle;
 
 /// Probes the app every `interval` until the process exits.
 pub async fn probe_loop(

@@ -15,8 +15,9 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use super::scope::{hold_until_ready, upstream_error_response, InFlight};
 use crate::config::RunArgs;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::UpstreamErrorKind;
-use crate::phase::{Lifecycle, Phase};
+use crate::phase::Phase;
 
 /// Hop-by-hop headers (RFC 9110, 7.6.1): they describe one connection, so they are never
 /// forwarded. `Connection` and `Upgrade` are kept on upgrade requests, which need them.
@@ -87,7 +88,7 @@ impl ProxyHttp for Forwarder {
             arrived: Instant::now(),
             phase: self.lc.phase(),
             upstream_error: None,
-            _in_flight: InFlight::new(self.lc.clone()),
+            _in_flight: InFlight::new(&self.lc),
         }
     }
 

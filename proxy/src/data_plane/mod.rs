@@ -34,7 +34,6 @@ use pingora_core::server::ShutdownWatch;
 use pingora_proxy::HttpProxy;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::time::Sleep;
 
 use crate::config::{ForwarderKind, RunArgs};
@@ -42,7 +41,8 @@ pub mod fast;
 mod general;
 pub mod scope;
 
-use crate::phase::{Lifecycle, Phase};
+use crate::lifecycle::Lifecycle;
+use crate::phase::Phase;
 use crate::upstream_pool::UpstreamPool;
 use fast::head::{self, Request};
 use fast::{buffers, FastPath, Outcome};
@@ -52,25 +52,13 @@ use scope::hold_until_ready;
 /// The first bytes of every HTTP/2 prior-knowledge (h2c) connection (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Signals the data plane receives from the shutdown driver.
-#[derive(Clone)]
-pub struct Controls {
-    /// Becomes true when the lame-duck window opens: pingora then answers HTTP/1.1 with
-    /// `Connection: close` and sends HTTP/2 GOAWAY.
-    pub lame_duck: ShutdownWatch,
-    /// Becomes true when the drain begins: the listener closes.
-    pub stop_accepting: watch::Receiver<bool>,
-    /// Becomes true at the drain timeout: every connection still open is cut.
-    pub cut: watch::Receiver<bool>,
-}
-
 /// Per-connection handling; see the module docs.
 pub struct DataPlane {
     fast: Option<FastPath>,
     proxy: Arc<HttpProxy<Forwarder>>,
     lc: Arc<Lifecycle>,
-    controls: Controls,
-    conns: ConnTracker,
+    /// pingora's view of the phase: true from LameDuck on (`Connection: close`, GOAWAY).
+    lame_duck: ShutdownWatch,
     idle_timeout: Duration,
     client_read_timeout: Duration,
     startup_hold: Duration,
@@ -78,13 +66,7 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    pub fn new(
-        args: &RunArgs,
-        lc: Arc<Lifecycle>,
-        controls: Controls,
-        conns: ConnTracker,
-        pool: Arc<UpstreamPool>,
-    ) -> Self {
+    pub fn new(args: &RunArgs, lc: Arc<Lifecycle>, pool: Arc<UpstreamPool>) -> Self {
         let conf = Arc::new(pingora_core::server::configuration::ServerConf::default());
         let mut proxy = pingora_proxy::http_proxy(&conf, Forwarder::new(args, lc.clone()));
         let mut options = pingora_core::apps::HttpServerOptions::default();
@@ -101,9 +83,8 @@ impl DataPlane {
         DataPlane {
             fast,
             proxy: Arc::new(proxy),
+            lame_duck: lc.lame_duck_watch(),
             lc,
-            controls,
-            conns,
             idle_timeout: args.idle_timeout,
             client_read_timeout: args.client_read_timeout,
             startup_hold: args.startup_hold,
@@ -114,11 +95,11 @@ impl DataPlane {
     /// Accepts connections until the drain begins, then closes the listener: from then on a
     /// connection attempt is refused, which every front retries elsewhere.
     pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
-        let mut stop = self.controls.stop_accepting.clone();
+        let mut phase = self.lc.subscribe();
         loop {
             let accepted = tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => break,
+                _ = phase.wait_for(|p| *p >= Phase::Draining) => break,
                 accepted = listener.accept() => accepted,
             };
             match accepted {
@@ -138,12 +119,13 @@ impl DataPlane {
     }
 
     async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        let _conn = self.conns.open();
-        let mut cut = self.controls.cut.clone();
+        let _conn = self.lc.drain.connection();
+        // Drained with this connection still open: the drain timeout cut it.
+        let mut phase = self.lc.subscribe();
         tokio::select! {
             biased;
             _ = self.serve(stream, peer) => {}
-            _ = cut.wait_for(|c| *c) => {}
+            _ = phase.wait_for(|p| *p == Phase::Drained) => {}
         }
     }
 
@@ -273,7 +255,7 @@ impl DataPlane {
         if h2 {
             // HTTP/2: pingora runs the connection (every stream in its own task) and sends
             // GOAWAY when the window opens.
-            ServerApp::process_new(&self.proxy, stream, &self.controls.lame_duck).await;
+            ServerApp::process_new(&self.proxy, stream, &self.lame_duck).await;
             return;
         }
         Box::pin(self.serve_pingora_http1(stream)).await;
@@ -282,7 +264,7 @@ impl DataPlane {
     /// The rest of a connection's HTTP/1 requests, through pingora-proxy. (Boxed by the caller:
     /// pingora's future is large, and only connections that come here should pay for it.)
     async fn serve_pingora_http1(&self, mut stream: Stream) {
-        let lame = &self.controls.lame_duck;
+        let lame = &self.lame_duck;
         let mut settings = None;
         let mut reused = false;
         loop {
@@ -360,45 +342,4 @@ async fn linger_close(mut stream: TcpStream) {
     })
     .await;
     buffers::give(sink);
-}
-
-/// Counts open client connections so the drain knows when the last one has closed.
-#[derive(Clone)]
-pub struct ConnTracker {
-    count: watch::Sender<usize>,
-    lc: Arc<Lifecycle>,
-}
-
-impl ConnTracker {
-    pub fn new(lc: Arc<Lifecycle>) -> Self {
-        ConnTracker {
-            count: watch::channel(0).0,
-            lc,
-        }
-    }
-
-    fn open(&self) -> ConnGuard {
-        self.count.send_modify(|c| *c += 1);
-        self.lc.metrics.open_connections.inc();
-        ConnGuard {
-            tracker: self.clone(),
-        }
-    }
-
-    /// Waits until no client connection is open.
-    pub async fn all_closed(&self) {
-        let mut rx = self.count.subscribe();
-        let _ = rx.wait_for(|c| *c == 0).await;
-    }
-}
-
-struct ConnGuard {
-    tracker: ConnTracker,
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.tracker.count.send_modify(|c| *c -= 1);
-        self.tracker.lc.metrics.open_connections.dec();
-    }
 }

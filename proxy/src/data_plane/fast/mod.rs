@@ -26,8 +26,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use crate::lifecycle::Lifecycle;
 use crate::metrics::UpstreamErrorKind;
-use crate::phase::Lifecycle;
 use crate::upstream_pool::UpstreamPool;
 use body::ChunkedEnd;
 use head::{Framing, RequestPlan, Response, ResponsePlan};
@@ -80,7 +80,7 @@ impl FastPath {
         let arrived = Instant::now();
         let phase = self.lc.phase();
         self.lc.note_arrival();
-        let _in_flight = crate::data_plane::scope::InFlight::new(self.lc.clone());
+        let _in_flight = crate::data_plane::scope::InFlight::new(&self.lc);
         let (status, outcome) = match self.exchange(client, buf, plan, deadline).await {
             Ok((status, outcome)) => (Some(status), outcome),
             Err(Failure::Client) => (None, Outcome::Close),
