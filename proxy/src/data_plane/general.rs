@@ -241,9 +241,15 @@ impl ProxyHttp for Forwarder {
             }
             (None, _) => (500, "lameduck: internal error\n".into()),
         };
+        // Once the response head is out, a failure may only abort: writing an error text now
+        // would append it to the body and end it cleanly, a corrupted response that looks
+        // whole. Returning without writing drops the stream unfinished, which HTTP/2 sends as
+        // RST_STREAM.
+        let head_sent = session.response_written().is_some();
+        let code = if head_sent { 0 } else { code };
         if let Some(kind) = kind {
             self.lc.metrics.upstream_error(kind);
-            tracing::warn!(kind = kind.as_str(), status = code, upstream = %self.upstream, error = %e, "upstream error");
+            tracing::warn!(kind = kind.as_str(), status = code, head_sent, upstream = %self.upstream, error = %e, "upstream error");
         }
         if code > 0 {
             if let Err(e) = respond(session, code, &body).await {
