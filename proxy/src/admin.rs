@@ -11,7 +11,6 @@
 //! - `GET|POST /drain` starts the shutdown (as SIGTERM does) and answers once Drained.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -25,15 +24,13 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{AppProbe, ReadinessOnShutdown};
+use crate::config::{AdminConfig, ReadinessOnShutdown};
 use crate::lifecycle::Lifecycle;
 use crate::phase::Phase;
 
 pub struct Admin {
     lc: Arc<Lifecycle>,
-    readiness_on_shutdown: ReadinessOnShutdown,
-    upstream: SocketAddr,
-    app_probe: AppProbe,
+    config: AdminConfig,
     /// How many `/drain` callers are still waiting for (or being sent) their answer; the process
     /// does not exit while this is above zero.
     drain_waiters: watch::Sender<usize>,
@@ -42,17 +39,10 @@ pub struct Admin {
 type Resp = Response<Full<Bytes>>;
 
 impl Admin {
-    pub fn new(
-        lc: Arc<Lifecycle>,
-        readiness_on_shutdown: ReadinessOnShutdown,
-        upstream: SocketAddr,
-        app_probe: AppProbe,
-    ) -> Arc<Self> {
+    pub fn new(lc: Arc<Lifecycle>, config: AdminConfig) -> Arc<Self> {
         Arc::new(Admin {
             lc,
-            readiness_on_shutdown,
-            upstream,
-            app_probe,
+            config,
             drain_waiters: watch::channel(0).0,
         })
     }
@@ -124,7 +114,7 @@ impl Admin {
         let app_ready = self.lc.app_ready();
         let phase_ok = match phase {
             Phase::Serving => true,
-            Phase::LameDuck => self.readiness_on_shutdown == ReadinessOnShutdown::Serve,
+            Phase::LameDuck => self.config.readiness_on_shutdown == ReadinessOnShutdown::Serve,
             _ => false,
         };
         match (phase_ok, app_ready) {
@@ -137,8 +127,8 @@ impl Admin {
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!(
                     "not ready: the app at {} is not ready (probe {}; phase {})\n",
-                    self.upstream,
-                    self.app_probe,
+                    self.config.upstream,
+                    self.config.app_probe,
                     phase.as_str()
                 ),
             ),

@@ -17,12 +17,15 @@ fn main() -> ExitCode {
         Some(Command::Check { file }) => return lameduck::check::run(&file),
         None => cli.run,
     };
-    if let Err(e) = args.validate() {
-        eprintln!("lameduck: {e}");
-        return ExitCode::from(2);
-    }
-    lameduck::logging::init(args.log_format);
-    match lameduck::start(args) {
+    let config = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lameduck: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    lameduck::logging::init(config.runtime.log_format);
+    match lameduck::start(config) {
         Ok(outcome) => outcome.exit_code(),
         Err(e) => {
             tracing::error!("{e:#}");

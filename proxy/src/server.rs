@@ -13,10 +13,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::admin::Admin;
-use crate::config::RunArgs;
+use crate::config::Config;
 use crate::data_plane::DataPlane;
 use crate::lifecycle::driver::{self, Signal};
-use crate::lifecycle::{Lifecycle, Outcome, Timings, Window};
+use crate::lifecycle::{Lifecycle, Outcome, Timings};
 use crate::metrics::Metrics;
 use crate::upstream;
 use crate::upstream_pool::UpstreamPool;
@@ -30,23 +30,24 @@ pub struct Listeners {
 
 impl Listeners {
     /// Binds `--listen` and `--admin-listen`.
-    pub fn bind(args: &RunArgs) -> anyhow::Result<Listeners> {
+    pub fn bind(config: &Config) -> anyhow::Result<Listeners> {
         Ok(Listeners {
-            data: bind(args.listen, "data plane, --listen")?,
-            admin: bind(args.admin_listen, "admin plane, --admin-listen")?,
+            data: bind(config.data_plane.listen, "data plane, --listen")?,
+            admin: bind(config.admin.listen, "admin plane, --admin-listen")?,
         })
     }
 }
 
 /// The binary's whole run: its runtime, its listeners, the OS signals, then [`run`].
-pub fn start(args: RunArgs) -> anyhow::Result<Outcome> {
+pub fn start(config: Config) -> anyhow::Result<Outcome> {
+    let threads = config.runtime.threads;
     // One thread (the default) is a current-thread runtime: no work-stealing machinery, and a
     // woken task runs on the thread that polled the socket. More threads share the work.
-    let mut builder = if args.threads == 1 {
+    let mut builder = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(args.threads as usize);
+        b.worker_threads(threads as usize);
         b
     };
     let runtime = builder
@@ -57,8 +58,8 @@ pub fn start(args: RunArgs) -> anyhow::Result<Outcome> {
     runtime.block_on(async {
         // Signals first: a SIGTERM during start-up must not kill us with the default action.
         let signals = os_signals()?;
-        let listeners = Listeners::bind(&args)?;
-        run(args, listeners, signals).await
+        let listeners = Listeners::bind(&config)?;
+        run(config, listeners, signals).await
     })
 }
 
@@ -91,7 +92,7 @@ fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<StdTcpListener> {
 /// Runs lameduck until it has drained and been signalled, or a second signal forces it out.
 /// A closed `signals` channel means no more signals will come (a `/drain` still works).
 pub async fn run(
-    args: RunArgs,
+    config: Config,
     listeners: Listeners,
     signals: mpsc::Receiver<Signal>,
 ) -> anyhow::Result<Outcome> {
@@ -103,51 +104,40 @@ pub async fn run(
     let admin_listener = tokio::net::TcpListener::from_std(listeners.admin)?;
     let admin_addr = admin_listener.local_addr()?;
 
+    let Config {
+        data_plane: data_config,
+        admin: admin_config,
+        probe: probe_config,
+        shutdown: shutdown_config,
+        runtime: _,
+    } = config;
     let pool = Arc::new(UpstreamPool::new(
-        args.upstream,
-        args.upstream_connect_timeout,
+        data_config.upstream,
+        data_config.upstream_connect_timeout,
         lc.metrics.upstream_connections_opened.clone(),
     ));
     tokio::spawn({
         let pool = pool.clone();
         async move { pool.reap().await }
     });
-    let data_plane = Arc::new(DataPlane::new(&args, lc.clone(), pool));
+    let data_plane = Arc::new(DataPlane::new(&data_config, lc.clone(), pool));
     let data_plane = tokio::spawn(data_plane.accept_loop(data));
 
-    let admin = Admin::new(
-        lc.clone(),
-        args.readiness_on_shutdown,
-        args.upstream,
-        args.app_probe.clone(),
-    );
+    let admin = Admin::new(lc.clone(), admin_config);
     tokio::spawn(admin.clone().serve(admin_listener));
-    let probe = tokio::spawn(upstream::probe_loop(
-        lc.clone(),
-        args.upstream,
-        args.app_probe.clone(),
-        args.app_probe_interval,
-        args.app_probe_timeout,
-    ));
-    let timings = Timings {
-        window: Window {
-            delay: args.shutdown_delay,
-            quiet: args.shutdown_quiet,
-            max: args.shutdown_delay_max,
-        },
-        drain_timeout: args.drain_timeout,
-    };
+    let probe = tokio::spawn(upstream::probe_loop(lc.clone(), probe_config.clone()));
+    let timings = Timings::from(shutdown_config);
 
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         listen = %data_addr,
         admin = %admin_addr,
-        upstream = %args.upstream,
-        app_probe = %args.app_probe,
-        shutdown_delay_ms = args.shutdown_delay.as_millis() as u64,
-        shutdown_quiet_ms = args.shutdown_quiet.as_millis() as u64,
-        shutdown_delay_max_ms = args.shutdown_delay_max.as_millis() as u64,
-        drain_timeout_ms = args.drain_timeout.as_millis() as u64,
+        upstream = %data_config.upstream,
+        app_probe = %probe_config.probe,
+        shutdown_delay_ms = shutdown_config.delay.as_millis() as u64,
+        shutdown_quiet_ms = shutdown_config.quiet.as_millis() as u64,
+        shutdown_delay_max_ms = shutdown_config.delay_max.as_millis() as u64,
+        drain_timeout_ms = shutdown_config.drain_timeout.as_millis() as u64,
         "lameduck started"
     );
 

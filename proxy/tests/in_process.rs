@@ -39,8 +39,11 @@ fn start(upstream: SocketAddr, flags: &[&str]) -> InProcess {
     let upstream = upstream.to_string();
     let mut argv = vec!["lameduck", "--upstream", &upstream, "--app-probe", "tcp"];
     argv.extend_from_slice(flags);
-    let args = Cli::try_parse_from(argv).expect("flags parse").run;
-    args.validate().expect("a valid configuration");
+    let config = Cli::try_parse_from(argv)
+        .expect("flags parse")
+        .run
+        .into_config()
+        .expect("a valid configuration");
     let listeners = Listeners {
         data: loopback(),
         admin: loopback(),
@@ -50,7 +53,7 @@ fn start(upstream: SocketAddr, flags: &[&str]) -> InProcess {
         listeners.admin.local_addr().unwrap(),
     );
     let (signals, rx) = mpsc::channel(4);
-    let run = tokio::spawn(lameduck::run(args, listeners, rx));
+    let run = tokio::spawn(lameduck::run(config, listeners, rx));
     InProcess {
         data,
         admin,

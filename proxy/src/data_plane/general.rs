@@ -14,7 +14,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use super::scope::{hold_until_ready, upstream_error_response, InFlight};
-use crate::config::RunArgs;
+use crate::config::DataPlaneConfig;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::UpstreamErrorKind;
 use crate::phase::Phase;
@@ -40,7 +40,7 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(args: &RunArgs, lc: Arc<Lifecycle>) -> Self {
+    pub fn new(args: &DataPlaneConfig, lc: Arc<Lifecycle>) -> Self {
         let mut peer = HttpPeer::new(args.upstream, false, String::new());
         peer.options.connection_timeout = Some(args.upstream_connect_timeout);
         peer.options.read_timeout = Some(args.upstream_timeout);

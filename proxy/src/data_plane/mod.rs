@@ -33,7 +33,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
-use crate::config::RunArgs;
+use crate::config::DataPlaneConfig;
 pub mod fast;
 mod general;
 pub mod scope;
@@ -63,7 +63,7 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    pub fn new(args: &RunArgs, lc: Arc<Lifecycle>, pool: Arc<UpstreamPool>) -> Self {
+    pub fn new(args: &DataPlaneConfig, lc: Arc<Lifecycle>, pool: Arc<UpstreamPool>) -> Self {
         let conf = Arc::new(pingora_core::server::configuration::ServerConf::default());
         let mut proxy = pingora_proxy::http_proxy(&conf, Forwarder::new(args, lc.clone()));
         let mut options = pingora_core::apps::HttpServerOptions::default();

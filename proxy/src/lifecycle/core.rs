@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::config::ShutdownConfig;
 use crate::phase::Phase;
 
 /// When the lame-duck window ends, as an offset from the shutdown signal.
@@ -47,6 +48,19 @@ pub struct Timings {
     pub window: Window,
     /// Cap on Draining: what is still running after it is cut.
     pub drain_timeout: Duration,
+}
+
+impl From<ShutdownConfig> for Timings {
+    fn from(c: ShutdownConfig) -> Self {
+        Timings {
+            window: Window {
+                delay: c.delay,
+                quiet: c.quiet,
+                max: c.delay_max,
+            },
+            drain_timeout: c.drain_timeout,
+        }
+    }
 }
 
 /// How a run ended.
