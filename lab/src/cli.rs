@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+// The same duration parser as lameduck's and slowapp's.
+use lameduck_common::duration::parse as parse_duration;
 
 use crate::controller::IpPool;
 use crate::fronts::{self, FrontKind};
@@ -121,14 +123,6 @@ pub struct RolloutArgs {
     /// No progress line.
     #[arg(long, short, env = "LAB_QUIET")]
     pub quiet: bool,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration like 5s or 250ms ({e})"))
 }
 
 fn parse_lag(s: &str) -> Result<(Duration, Duration), String> {

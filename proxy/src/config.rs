@@ -144,11 +144,7 @@ pub enum ReadinessOnShutdown {
     Serve,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use lameduck_common::logging::LogFormat;
 
 /// How lameduck decides that the app behind it is ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,14 +186,9 @@ impl fmt::Display for AppProbe {
     }
 }
 
-/// Durations as people write them: `5s`, `250ms`, `1m30s`. A bare `0` means zero.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration like 5s or 250ms ({e})"))
-}
+/// Durations as people write them: `5s`, `250ms`, `1m30s`; a bare `0` means zero. The same
+/// parser as slowapp's and the lab's.
+pub use lameduck_common::duration::parse as parse_duration;
 
 fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
     let mut addrs = s
