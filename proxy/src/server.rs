@@ -1,4 +1,5 @@
-//! Wires the parts together on one tokio runtime and decides when the process exits.
+//! Wires the parts together on one tokio runtime; the shutdown driver, run on this task, decides
+//! when it ends (see [`crate::lifecycle`]).
 //!
 //! pingora-core's own `Server` closes its listeners at SIGTERM and then sleeps a fixed grace
 //! period: the behaviour lameduck exists to replace. So the data plane runs its own accept loop
