@@ -26,11 +26,14 @@ use tokio::sync::watch;
 
 use crate::config::{AdminConfig, ReadinessOnShutdown};
 use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
 use crate::phase::Phase;
 
 pub struct Admin {
     lc: Arc<Lifecycle>,
     config: AdminConfig,
+    /// Rendered for `/metrics`.
+    metrics: Arc<Metrics>,
     /// How many `/drain` callers are still waiting for (or being sent) their answer; the process
     /// does not exit while this is above zero.
     drain_waiters: watch::Sender<usize>,
@@ -39,10 +42,11 @@ pub struct Admin {
 type Resp = Response<Full<Bytes>>;
 
 impl Admin {
-    pub fn new(lc: Arc<Lifecycle>, config: AdminConfig) -> Arc<Self> {
+    pub fn new(lc: Arc<Lifecycle>, metrics: Arc<Metrics>, config: AdminConfig) -> Arc<Self> {
         Arc::new(Admin {
             lc,
             config,
+            metrics,
             drain_waiters: watch::channel(0).0,
         })
     }
@@ -90,7 +94,7 @@ impl Admin {
             (&Method::GET | &Method::HEAD, "/live") => text(StatusCode::OK, "live\n"),
             (&Method::GET, "/metrics") => Response::builder()
                 .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
-                .body(Full::new(Bytes::from(self.lc.metrics.render())))
+                .body(Full::new(Bytes::from(self.metrics.render())))
                 .expect("static response"),
             (&Method::GET, "/status") => json(StatusCode::OK, &self.status()),
             (&Method::GET | &Method::POST, "/drain") => {

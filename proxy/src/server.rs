@@ -98,7 +98,7 @@ pub async fn run(
     signals: mpsc::Receiver<Signal>,
 ) -> anyhow::Result<Outcome> {
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
-    let lc = Lifecycle::new(metrics);
+    let lc = Lifecycle::new(metrics.clone());
 
     let data = tokio::net::TcpListener::from_std(listeners.data)?;
     let data_addr = data.local_addr()?;
@@ -115,7 +115,7 @@ pub async fn run(
     let pool = Arc::new(UpstreamPool::new(
         data_config.upstream,
         data_config.upstream_connect_timeout,
-        lc.metrics.upstream_connections_opened.clone(),
+        metrics.upstream_connections_opened.clone(),
     ));
     tokio::spawn({
         let pool = pool.clone();
@@ -124,7 +124,7 @@ pub async fn run(
     let data_plane = Arc::new(DataPlane::new(&data_config, lc.clone(), pool));
     let data_plane = tokio::spawn(data_plane.accept_loop(data));
 
-    let admin = Admin::new(lc.clone(), admin_config);
+    let admin = Admin::new(lc.clone(), metrics, admin_config);
     tokio::spawn(admin.clone().serve(admin_listener));
     let probe = tokio::spawn(upstream::probe_loop(lc.clone(), probe_config.clone()));
     let timings = Timings::from(shutdown_config);
