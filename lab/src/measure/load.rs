@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::httpc::{ClientError, Conn};
-use crate::record::{Outcome, Recorder, RequestRecord};
+use crate::measure::httpc::{ClientError, Conn};
+use crate::measure::record::{Outcome, Recorder, RequestRecord};
 
 #[derive(Debug, Clone)]
 pub struct LoadConfig {

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::record::{EventKind, Outcome, Recorder, RequestRecord};
+use crate::measure::record::{EventKind, Outcome, Recorder, RequestRecord};
+use crate::report::svg::Svg;
 use crate::report::RunSummary;
-use crate::svg::Svg;
 
 /// Phase colours, in legend order.
 const PHASES: &[(&str, &str)] = &[
