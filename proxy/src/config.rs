@@ -42,6 +42,10 @@ pub enum Command {
         /// Path of the manifest (YAML or JSON, multi-document allowed), or - for stdin.
         file: String,
     },
+    /// Wire lameduck into manifests: every Deployment, StatefulSet, DaemonSet, ReplicaSet and
+    /// Pod gets the sidecar, its probes, preStop and grace period; the input's Services target
+    /// it. Manifests on stdout, one line per workload on stderr (docs/injection.md).
+    Inject(crate::inject::InjectArgs),
 }
 
 /// The flags of the proxy itself (`lameduck [FLAGS]`).

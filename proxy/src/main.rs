@@ -8,6 +8,7 @@ mod check;
 mod config;
 mod data_plane;
 mod http1;
+mod inject;
 mod metrics;
 mod phase;
 mod server;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Check { file }) => return check::run(&file),
+        Some(Command::Inject(args)) => return inject::run(&args),
         None => cli.run,
     };
     if let Err(e) = args.validate() {
