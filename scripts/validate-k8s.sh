@@ -13,6 +13,10 @@
 # The PodMonitor is a Prometheus Operator CRD, for which no schema ships: it is skipped by name;
 # any other kind without a schema fails the run.
 #
+# With FILE arguments (`validate-k8s.sh [--oldest MINOR] FILE...`), only those files are
+# validated, strictly, on 1.MINOR (default the oldest supported) to the newest: what the
+# `lameduck inject` and webhook tests use for their output.
+#
 # Exit: 0 all valid; 1 something did not validate or a tool is missing (said on stderr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,6 +87,22 @@ spec:
 EOF
 if "$KV" --strict --quiet -k "1.$NEWEST" "$probe" >/dev/null 2>&1; then
     die "kubernetes-validate accepted an unknown field (targetPrt): strict validation is not working"
+fi
+
+if (($#)); then
+    oldest=$OLDEST
+    if [[ $1 == --oldest ]]; then oldest=$2; shift 2; fi
+    for file in "$@"; do
+        ok=0
+        for ((minor = oldest; minor <= NEWEST; minor++)); do
+            if validate "$file" "1.$minor"; then ok=$((ok + 1)); else failures=$((failures + 1)); fi
+        done
+        if ((ok == NEWEST - oldest + 1)); then
+            echo "ok   $file: valid (strict) on $ok of $ok versions 1.$oldest..1.$NEWEST"
+        fi
+    done
+    ((failures == 0)) || { echo "validate-k8s: $failures failure(s)" >&2; exit 1; }
+    exit 0
 fi
 
 for dir in k8s/base k8s/overlays/*/; do
