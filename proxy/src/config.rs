@@ -46,6 +46,10 @@ pub enum Command {
     /// Pod gets the sidecar, its probes, preStop and grace period; the input's Services target
     /// it. Manifests on stdout, one line per workload on stderr (docs/injection.md).
     Inject(crate::inject::InjectArgs),
+    /// Serve a mutating admission webhook that injects lameduck into Pods at creation, in
+    /// namespaces labelled lameduck.io/inject=enabled or pods annotated so (docs/injection.md).
+    /// `lameduck webhook cert` makes a self-signed certificate for it.
+    Webhook(crate::webhook::WebhookCommand),
 }
 
 /// The flags of the proxy itself (`lameduck [FLAGS]`).

@@ -15,6 +15,7 @@ mod server;
 mod shutdown;
 mod upstream;
 mod upstream_pool;
+mod webhook;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Check { file }) => return check::run(&file),
         Some(Command::Inject(args)) => return inject::run(&args),
+        Some(Command::Webhook(cmd)) => return webhook::run(&cmd),
         None => cli.run,
     };
     if let Err(e) = args.validate() {
