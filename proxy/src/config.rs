@@ -49,7 +49,7 @@ pub enum Command {
     /// Serve a mutating admission webhook that injects lameduck into Pods at creation, in
     /// namespaces labelled lameduck.io/inject=enabled or pods annotated so (docs/injection.md).
     /// `lameduck webhook cert` makes a self-signed certificate for it.
-    Webhook(crate::webhook::WebhookCommand),
+    Webhook(Box<crate::webhook::WebhookCommand>),
 }
 
 /// The flags of the proxy itself (`lameduck [FLAGS]`).
