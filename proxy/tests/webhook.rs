@@ -515,3 +515,75 @@ fn without_a_certificate_it_refuses_to_start() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /no/such.crt"));
 }
+
+/// The shipped manifests and the binary agree: the Deployment's args start the webhook (only
+/// the addresses and certificate paths swapped for the test's), and every path the
+/// MutatingWebhookConfiguration calls answers reviews.
+#[test]
+fn the_shipped_manifests_run_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(root.join("k8s/webhook/overlays/cert-manager"))
+        .output()
+        .expect("kubectl (needed to render k8s/)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let objects: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect();
+    let deployment = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("the webhook Deployment");
+    let args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let certs = temp_dir("shipped");
+    make_certs(&certs);
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| match a.split_once('=') {
+            Some(("--listen" | "--admin-listen", _)) => {
+                format!("{}=127.0.0.1:0", a.split('=').next().unwrap())
+            }
+            Some(("--tls-cert", _)) => format!("--tls-cert={}", certs.join("tls.crt").display()),
+            Some(("--tls-key", _)) => format!("--tls-key={}", certs.join("tls.key").display()),
+            _ => a,
+        })
+        .collect();
+    assert_eq!(args[0], "webhook");
+    let proc = Proc::spawn("shipped webhook", lameduck_bin(), &args);
+    let started = proc.wait_log("lameduck webhook started");
+    let https: SocketAddr = started
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("listen="))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let ca = std::fs::read(certs.join("ca.crt")).unwrap();
+    let config = objects
+        .iter()
+        .find(|o| o["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    let webhooks = config["webhooks"].as_array().unwrap();
+    assert_eq!(webhooks.len(), 2);
+    for w in webhooks {
+        assert_eq!(w["failurePolicy"], "Ignore");
+        assert_eq!(w["reinvocationPolicy"], "IfNeeded");
+        let path = w["clientConfig"]["service"]["path"].as_str().unwrap();
+        let pod = simple_pod(json!({"lameduck.io/inject": "enabled"}));
+        let body = serde_json::to_vec(&admission_review("shipped", &pod)).unwrap();
+        let (status, answer) = post(https, &ca, path, &body).unwrap();
+        assert_eq!(status, 200, "{path}");
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["response"]["patchType"], "JSONPatch", "{path}");
+    }
+    let _ = std::fs::remove_dir_all(&certs);
+}
