@@ -37,7 +37,6 @@ pub const TUNABLE_FLAGS: &[&str] = &[
     "upstream-connect-timeout",
     "upstream-timeout",
     "threads",
-    "forwarder",
     "log-format",
 ];
 
@@ -178,5 +177,33 @@ impl Resolved {
             .iter()
             .find(|(f, _)| f == name)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+    use crate::config::Cli;
+
+    /// Every annotation stands for a real flag of the proxy, so a flag renamed or removed there
+    /// fails here instead of turning its annotation into a silent no-op.
+    #[test]
+    fn every_tunable_is_a_lameduck_flag() {
+        let cmd = Cli::command();
+        let longs: Vec<&str> = cmd.get_arguments().filter_map(|a| a.get_long()).collect();
+        for flag in TUNABLE_FLAGS {
+            assert!(longs.contains(flag), "--{flag} is not a lameduck flag");
+        }
+    }
+
+    #[test]
+    fn ports_are_names_or_numbers() {
+        assert_eq!("8080".parse::<PortRef>(), Ok(PortRef::Number(8080)));
+        assert_eq!("http".parse::<PortRef>(), Ok(PortRef::Name("http".into())));
+        assert!("0".parse::<PortRef>().is_err());
+        assert!("70000".parse::<PortRef>().is_err());
+        assert!("Not_A_Port".parse::<PortRef>().is_err());
     }
 }
