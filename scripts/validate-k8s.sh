@@ -16,9 +16,9 @@
 # The webhook's self-signed overlay needs a certificate in its certs/ (not in git): when there
 # is none, a throwaway one is made with the openssl line of docs/injection.md.
 #
-# With FILE arguments (`validate-k8s.sh [--oldest MINOR] FILE...`), only those files are
-# validated, strictly, on 1.MINOR (default the oldest supported) to the newest: what the
-# `lameduck inject` and webhook tests use for their output.
+# With FILE arguments (`validate-k8s.sh [--oldest MINOR] [--newest MINOR] FILE...`), only those
+# files are validated, strictly, on 1.OLDEST to 1.NEWEST (default: every supported version):
+# what the `lameduck inject` and webhook tests use for their output.
 #
 # Exit: 0 all valid; 1 something did not validate or a tool is missing (said on stderr).
 set -euo pipefail
@@ -93,16 +93,21 @@ if "$KV" --strict --quiet -k "1.$NEWEST" "$probe" >/dev/null 2>&1; then
 fi
 
 if (($#)); then
-    oldest=$OLDEST
-    if [[ $1 == --oldest ]]; then oldest=$2; shift 2; fi
-    for file in "$@"; do
-        ok=0
-        for ((minor = oldest; minor <= NEWEST; minor++)); do
-            if validate "$file" "1.$minor"; then ok=$((ok + 1)); else failures=$((failures + 1)); fi
+    oldest=$OLDEST newest=$NEWEST
+    while [[ ${1:-} == --oldest || ${1:-} == --newest ]]; do
+        [[ $1 == --oldest ]] && oldest=$2 || newest=$2
+        shift 2
+    done
+    # All files in one validator run per version (its start-up is most of the time).
+    declare -A bad=()
+    for ((minor = oldest; minor <= newest; minor++)); do
+        for file in "$@"; do
+            if ! validate "$file" "1.$minor"; then bad[$file]=1; failures=$((failures + 1)); fi
         done
-        if ((ok == NEWEST - oldest + 1)); then
-            echo "ok   $file: valid (strict) on $ok of $ok versions 1.$oldest..1.$NEWEST"
-        fi
+    done
+    for file in "$@"; do
+        [[ -n ${bad[$file]:-} ]] ||
+            echo "ok   $file: valid (strict) on $((newest - oldest + 1)) of $((newest - oldest + 1)) versions 1.$oldest..1.$newest"
     done
     ((failures == 0)) || { echo "validate-k8s: $failures failure(s)" >&2; exit 1; }
     exit 0
