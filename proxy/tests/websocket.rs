@@ -32,10 +32,10 @@ async fn echo_app() -> (
                         Message::Close(frame) => {
                             let _ = tx.send(frame.map(|f| f.code));
                         }
-                        m @ (Message::Text(_) | Message::Binary(_)) => {
-                            if ws.send(m).await.is_err() {
-                                return;
-                            }
+                        m @ (Message::Text(_) | Message::Binary(_))
+                            if ws.send(m.clone()).await.is_err() =>
+                        {
+                            return;
                         }
                         _ => {}
                     }
