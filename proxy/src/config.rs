@@ -110,6 +110,12 @@ pub struct RunArgs {
     #[arg(long, env = "LAMEDUCK_APP_SHUTDOWN_BUDGET", default_value = "10s", value_parser = parse_duration)]
     pub app_shutdown_budget: Duration,
 
+    /// Most client connections open at once on the data plane; past it, new connections wait
+    /// in the listen backlog. Default: half of what the file-descriptor limit leaves after 64
+    /// kept for the admin plane (each client connection may hold one to the app too).
+    #[arg(long, env = "LAMEDUCK_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
     /// Keep-alive connections from clients idle for this long are closed. Longer than the usual
     /// 60s of ingress controllers and cloud load balancers, so the client side closes first.
     #[arg(long, env = "LAMEDUCK_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
@@ -190,6 +196,10 @@ impl fmt::Display for AppProbe {
 /// parser as slowapp's and the lab's.
 pub use lameduck_common::duration::parse as parse_duration;
 
+/// File descriptors the default `--max-connections` leaves for the admin plane, the listeners
+/// and the logs.
+const FDS_KEPT: u64 = 64;
+
 fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
     let mut addrs = s
         .to_socket_addrs()
@@ -255,6 +265,17 @@ pub enum ConfigError {
 }
 
 impl RunArgs {
+    /// `--max-connections`, or the default derived from the file-descriptor limit.
+    pub fn max_connections(&self) -> usize {
+        match self.max_connections {
+            Some(n) => n as usize,
+            None => {
+                let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+                (soft.saturating_sub(FDS_KEPT) / 2).clamp(16, 1 << 20) as usize
+            }
+        }
+    }
+
     pub fn shutdown_budget(&self) -> ShutdownBudget {
         ShutdownBudget {
             shutdown_delay_max: self.shutdown_delay_max,
@@ -309,6 +330,8 @@ pub struct DataPlaneConfig {
     pub client_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub startup_hold: Duration,
+    /// `--max-connections`, or its default from the file-descriptor limit.
+    pub max_connections: usize,
 }
 
 /// The admin plane; the upstream and probe only appear in its `/ready` answers.
@@ -358,6 +381,7 @@ impl RunArgs {
                 client_read_timeout: self.client_read_timeout,
                 idle_timeout: self.idle_timeout,
                 startup_hold: self.startup_hold,
+                max_connections: self.max_connections(),
             },
             admin: AdminConfig {
                 listen: self.admin_listen,

@@ -112,6 +112,10 @@ pub async fn run(
         shutdown: shutdown_config,
         runtime: _,
     } = config;
+    // Follows the open-connection count, to give a burst's memory back once it is over.
+    tokio::spawn(crate::memory::trim_after_bursts(
+        lc.drain.connections_watch(),
+    ));
     let pool = Arc::new(UpstreamPool::new(
         data_config.upstream,
         data_config.upstream_connect_timeout,

@@ -49,8 +49,15 @@ use scope::hold_until_ready;
 /// The first bytes of every HTTP/2 prior-knowledge (h2c) connection (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// The first pause after a failed accept, and the longest.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// Per-connection handling; see the module docs.
 pub struct DataPlane {
+    /// One permit per client connection that may be open (`--max-connections`).
+    slots: Arc<tokio::sync::Semaphore>,
+    max_connections: usize,
     fast: FastPath,
     proxy: Arc<HttpProxy<Forwarder>>,
     lc: Arc<Lifecycle>,
@@ -77,7 +84,10 @@ impl DataPlane {
             upstream_timeout: args.upstream_timeout,
             client_write_timeout: args.idle_timeout,
         };
+        let max_connections = args.max_connections;
         DataPlane {
+            slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+            max_connections,
             fast,
             proxy: Arc::new(proxy),
             lame_duck: lc.lame_duck_watch(),
@@ -91,9 +101,36 @@ impl DataPlane {
 
     /// Accepts connections until the drain begins, then closes the listener: from then on a
     /// connection attempt is refused, which every front retries elsewhere.
+    ///
+    /// At most `--max-connections` client connections are open at once: past that, new ones
+    /// wait in the listen backlog. That keeps file descriptors for the app's connections and
+    /// for the admin plane, whose `/ready` the kubelet must still reach when slow or idle
+    /// clients hold the data plane. An accept that fails (EMFILE) is retried with a backoff
+    /// of up to a second, logged once a second at most, not in a tight loop.
     pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
         let mut phase = self.lc.subscribe();
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        let mut last_log: Option<tokio::time::Instant> = None;
+        let mut failures = 0u64;
         loop {
+            let permit = match self.slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    self.lc.metrics.connection_limit_reached.inc();
+                    tracing::warn!(
+                        max_connections = self.max_connections,
+                        "connection limit reached; new connections wait in the backlog"
+                    );
+                    tokio::select! {
+                        biased;
+                        _ = phase.wait_for(|p| *p >= Phase::Draining) => break,
+                        p = self.slots.clone().acquire_owned() => match p {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    }
+                }
+            };
             let accepted = tokio::select! {
                 biased;
                 _ = phase.wait_for(|p| *p >= Phase::Draining) => break,
@@ -101,21 +138,39 @@ impl DataPlane {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(self.clone().connection(stream, peer));
+                    tokio::spawn(self.clone().connection(stream, peer, permit));
                 }
                 // Out of file descriptors, or a connection reset before we took it: keep
-                // serving the others; a short pause stops an EMFILE loop from spinning.
+                // serving the others, and back off so an EMFILE does not spin.
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    self.lc.metrics.accept_errors.inc();
+                    failures += 1;
+                    let now = tokio::time::Instant::now();
+                    if last_log.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+                        tracing::warn!(error = %e, failures, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                        last_log = Some(now);
+                        failures = 0;
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = phase.wait_for(|p| *p >= Phase::Draining) => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 }
             }
         }
         tracing::debug!("listener closed");
     }
 
-    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        _slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let _conn = self.lc.drain.connection();
         // Drained with this connection still open: the drain timeout cut it.
         let mut phase = self.lc.subscribe();
