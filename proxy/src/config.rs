@@ -192,13 +192,13 @@ impl fmt::Display for AppProbe {
     }
 }
 
-/// Durations as people write them: `5s`, `250ms`, `1m30s`; a bare `0` means zero. The same
-/// parser as slowapp's and the lab's.
-pub use lameduck_common::duration::parse as parse_duration;
-
 /// File descriptors the default `--max-connections` leaves for the admin plane, the listeners
 /// and the logs.
 const FDS_KEPT: u64 = 64;
+
+/// Durations as people write them: `5s`, `250ms`, `1m30s`; a bare `0` means zero. The same
+/// parser as slowapp's and the lab's.
+pub use lameduck_common::duration::parse as parse_duration;
 
 fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
     let mut addrs = s

@@ -5,7 +5,7 @@
 //! process's SIGTERM/SIGINT into that channel; in-process tests bind `127.0.0.1:0` themselves
 //! and send signals as messages, on a paused clock.
 
-// Denied, not forbidden: `memory` allows its one libc call (malloc_trim).
+// One audited exception: `memory` calls glibc's malloc_trim.
 #![deny(unsafe_code)]
 
 mod admin;

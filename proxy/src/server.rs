@@ -112,10 +112,6 @@ pub async fn run(
         shutdown: shutdown_config,
         runtime: _,
     } = config;
-    // Follows the open-connection count, to give a burst's memory back once it is over.
-    tokio::spawn(crate::memory::trim_after_bursts(
-        lc.drain.connections_watch(),
-    ));
     let pool = Arc::new(UpstreamPool::new(
         data_config.upstream,
         data_config.upstream_connect_timeout,
@@ -126,6 +122,10 @@ pub async fn run(
         async move { pool.reap().await }
     });
     let data_plane = Arc::new(DataPlane::new(&data_config, lc.clone(), pool));
+    tokio::spawn(crate::memory::trim_after_bursts(
+        lc.drain.clone(),
+        data_plane.high_water(),
+    ));
     let data_plane = tokio::spawn(data_plane.accept_loop(data));
 
     let admin = Admin::new(lc.clone(), metrics, admin_config);

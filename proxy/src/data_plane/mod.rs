@@ -20,6 +20,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +59,8 @@ pub struct DataPlane {
     /// One permit per client connection that may be open (`--max-connections`).
     slots: Arc<tokio::sync::Semaphore>,
     max_connections: usize,
+    /// The most connections open at once since the memory task last looked.
+    high_water: Arc<AtomicUsize>,
     fast: FastPath,
     proxy: Arc<HttpProxy<Forwarder>>,
     lc: Arc<Lifecycle>,
@@ -88,6 +91,7 @@ impl DataPlane {
         DataPlane {
             slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
             max_connections,
+            high_water: Arc::new(AtomicUsize::new(0)),
             fast,
             proxy: Arc::new(proxy),
             lame_duck: lc.lame_duck_watch(),
@@ -97,6 +101,11 @@ impl DataPlane {
             startup_hold: args.startup_hold,
             upstream: args.upstream,
         }
+    }
+
+    /// The high-water mark of open connections, for [`crate::memory`] (which resets it).
+    pub fn high_water(&self) -> Arc<AtomicUsize> {
+        self.high_water.clone()
     }
 
     /// Accepts connections until the drain begins, then closes the listener: from then on a
@@ -139,6 +148,8 @@ impl DataPlane {
             match accepted {
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF_MIN;
+                    let open = self.max_connections - self.slots.available_permits();
+                    self.high_water.fetch_max(open, Ordering::Relaxed);
                     let _ = stream.set_nodelay(true);
                     tokio::spawn(self.clone().connection(stream, peer, permit));
                 }
