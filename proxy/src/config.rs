@@ -42,6 +42,14 @@ pub enum Command {
         /// Path of the manifest (YAML or JSON, multi-document allowed), or - for stdin.
         file: String,
     },
+    /// Wire lameduck into manifests: every Deployment, StatefulSet, DaemonSet, ReplicaSet and
+    /// Pod gets the sidecar, its probes, preStop and grace period; the input's Services target
+    /// it. Manifests on stdout, one line per workload on stderr (docs/injection.md).
+    Inject(crate::inject::InjectArgs),
+    /// Serve a mutating admission webhook that injects lameduck into Pods at creation, in
+    /// namespaces labelled lameduck.io/inject=enabled or pods annotated so (docs/injection.md).
+    /// `lameduck webhook cert` makes a self-signed certificate for it.
+    Webhook(Box<crate::webhook::WebhookCommand>),
 }
 
 /// The flags of the proxy itself (`lameduck [FLAGS]`).

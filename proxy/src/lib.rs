@@ -12,6 +12,7 @@ mod admin;
 pub mod check;
 pub mod config;
 mod data_plane;
+pub mod inject;
 pub mod lifecycle;
 pub mod logging;
 mod memory;
@@ -20,6 +21,7 @@ pub mod phase;
 mod server;
 mod upstream;
 mod upstream_pool;
+pub mod webhook;
 
 pub use lifecycle::driver::Signal;
 pub use lifecycle::Outcome;

@@ -15,6 +15,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Check { file }) => return lameduck::check::run(&file),
+        Some(Command::Inject(args)) => return lameduck::inject::run(&args),
+        Some(Command::Webhook(cmd)) => return lameduck::webhook::run(&cmd),
         None => cli.run,
     };
     let config = match args.into_config() {

@@ -34,7 +34,11 @@ pub async fn trim_after_bursts(drain: Drain, high_water: Arc<AtomicUsize>) {
         peak = peak.max(high_water.swap(now, Ordering::Relaxed)).max(now);
         if peak - now >= BURST && now <= peak / 4 {
             trim();
-            tracing::debug!(peak, open = now, "heap trimmed after a burst of connections");
+            tracing::debug!(
+                peak,
+                open = now,
+                "heap trimmed after a burst of connections"
+            );
             peak = now;
         }
     }
