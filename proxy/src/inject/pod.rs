@@ -43,6 +43,9 @@ pub struct Injection {
     /// The app's port name that lameduck's data port took over (Services that target the name
     /// reach lameduck with no change); None when the app's port was unnamed, or in native mode.
     pub moved_name: Option<String>,
+    /// The app port's name when it kept it (native mode): Services that target that name still
+    /// reach the app.
+    pub kept_name: Option<String>,
     /// What was done, for the one line per workload.
     pub done: Vec<String>,
     /// What the user should know (a kept preStop, a rollout that can lose capacity, ...).
@@ -229,6 +232,7 @@ fn plan(
             app_port,
             data_port,
             moved_name,
+            kept_name: if settings.native { old_port_name } else { None },
             done,
             warnings,
         },
@@ -615,11 +619,20 @@ impl Injection {
                  that targets {} by number still reaches the app directly: target \"{name}\"",
                 self.app_port
             ),
-            None => format!(
-                "a Service that targets the app's port {} still reaches the app directly: target \
-                 lameduck's port {} instead",
-                self.app_port, self.data_port
-            ),
+            None => {
+                let by_name = match &self.kept_name {
+                    Some(name) => format!(
+                        " (by number or by the name \"{name}\", which the app keeps: named \
+                         ports of native sidecars resolve only from Kubernetes 1.32 on)"
+                    ),
+                    None => String::new(),
+                };
+                format!(
+                    "a Service that targets the app's port {}{by_name} still reaches the app \
+                     directly: target lameduck's port {} instead",
+                    self.app_port, self.data_port
+                )
+            }
         }
     }
 }
