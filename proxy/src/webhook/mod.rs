@@ -104,7 +104,7 @@ pub fn run(cmd: &WebhookCommand) -> ExitCode {
         eprintln!("lameduck webhook: --tls-reload-interval must be above 0");
         return ExitCode::from(2);
     }
-    crate::init_logging(args.log_format);
+    crate::logging::init(args.log_format);
     match server::run(args, cert, key) {
         Ok(code) => code,
         Err(e) => {
