@@ -16,6 +16,7 @@ need nghttp2-client h2load      #   fixed-rate load
 need python3 python3            #   holding idle connections, the report
 need curl curl                  #   waiting for each target to answer
 need util-linux taskset         #   pinning to CPUs
+need openssl openssl            # validate-k8s.sh: a throwaway certificate for k8s/webhook self-signed
 install_needed
 
 step "cargo fmt --check"
