@@ -60,7 +60,8 @@ pub struct RunArgs {
     pub admin_listen: SocketAddr,
 
     /// How to tell that the app is ready: `http:/PATH` (a 2xx is ready), `tcp` (it accepts a
-    /// connection) or `none` (always ready).
+    /// connection), `grpc` / `grpc:SERVICE` (grpc.health.v1 Check over h2c says SERVING) or
+    /// `none` (always ready).
     #[arg(long, env = "LAMEDUCK_APP_PROBE", default_value = "http:/ready")]
     pub app_probe: AppProbe,
 
@@ -169,6 +170,9 @@ pub enum AppProbe {
     Http { path: String },
     /// The upstream accepts a TCP connection.
     Tcp,
+    /// `grpc.health.v1.Health/Check` for `service` over h2c answers `SERVING` (`""`: the
+    /// server as a whole, as the gRPC health protocol defines it).
+    Grpc { service: String },
     /// Always ready: for apps with no readiness endpoint.
     None,
 }
@@ -180,14 +184,28 @@ impl FromStr for AppProbe {
         match s {
             "tcp" => Ok(AppProbe::Tcp),
             "none" => Ok(AppProbe::None),
-            _ => match s.strip_prefix("http:") {
-                Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
-                    Ok(AppProbe::Http {
-                        path: path.to_string(),
-                    })
+            "grpc" => Ok(AppProbe::Grpc {
+                service: String::new(),
+            }),
+            _ => {
+                if let Some(path) = s.strip_prefix("http:") {
+                    if path.starts_with('/') && !path.contains(char::is_whitespace) {
+                        return Ok(AppProbe::Http {
+                            path: path.to_string(),
+                        });
+                    }
                 }
-                _ => Err(format!("expected `http:/PATH`, `tcp` or `none`, got `{s}`")),
-            },
+                if let Some(service) = s.strip_prefix("grpc:") {
+                    if !service.is_empty() && !service.contains(char::is_whitespace) {
+                        return Ok(AppProbe::Grpc {
+                            service: service.to_string(),
+                        });
+                    }
+                }
+                Err(format!(
+                    "expected `http:/PATH`, `tcp`, `grpc`, `grpc:SERVICE` or `none`, got `{s}`"
+                ))
+            }
         }
     }
 }
@@ -197,6 +215,8 @@ impl fmt::Display for AppProbe {
         match self {
             AppProbe::Http { path } => write!(f, "http:{path}"),
             AppProbe::Tcp => f.write_str("tcp"),
+            AppProbe::Grpc { service } if service.is_empty() => f.write_str("grpc"),
+            AppProbe::Grpc { service } => write!(f, "grpc:{service}"),
             AppProbe::None => f.write_str("none"),
         }
     }
@@ -330,7 +350,22 @@ mod tests {
             })
         );
         assert!("http:healthz".parse::<AppProbe>().is_err());
-        assert!("grpc".parse::<AppProbe>().is_err());
+        assert_eq!(
+            "grpc".parse::<AppProbe>(),
+            Ok(AppProbe::Grpc {
+                service: String::new()
+            })
+        );
+        let named = "grpc:slowapp.v1.Slow".parse::<AppProbe>();
+        assert_eq!(
+            named,
+            Ok(AppProbe::Grpc {
+                service: "slowapp.v1.Slow".into()
+            })
+        );
+        assert_eq!(named.unwrap().to_string(), "grpc:slowapp.v1.Slow");
+        assert!("grpc:".parse::<AppProbe>().is_err());
+        assert!("grpcx".parse::<AppProbe>().is_err());
     }
 
     #[test]
