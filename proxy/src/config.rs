@@ -274,7 +274,7 @@ impl fmt::Display for ShutdownBudget {
 /// `1.5s` style for messages (humantime would print `1s 500ms`).
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{}s", d.as_secs_f64())
