@@ -7,7 +7,6 @@ mod admin;
 mod check;
 mod config;
 mod data_plane;
-mod http1;
 mod metrics;
 mod phase;
 mod server;

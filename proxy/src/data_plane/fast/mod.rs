@@ -80,12 +80,13 @@ impl FastPath {
         let arrived = Instant::now();
         let phase = self.lc.phase();
         self.lc.note_arrival();
-        let _in_flight = crate::data_plane::InFlight::new(self.lc.clone());
+        let _in_flight = crate::data_plane::scope::InFlight::new(self.lc.clone());
         let (status, outcome) = match self.exchange(client, buf, plan, deadline).await {
             Ok((status, outcome)) => (Some(status), outcome),
             Err(Failure::Client) => (None, Outcome::Close),
             Err(Failure::Upstream(kind, error)) => {
-                let (code, body) = crate::data_plane::upstream_error_response(kind, self.upstream);
+                let (code, body) =
+                    crate::data_plane::scope::upstream_error_response(kind, self.upstream);
                 self.upstream_failed(kind, code, &error);
                 let _ = self.write(client, &error_response(code, &body)).await;
                 (Some(code), Outcome::Close)

@@ -1,15 +1,18 @@
 //! The data plane: every client connection, from accept to close, and how each request is
 //! forwarded to the app.
 //!
-//! Three layers, each doing one job:
-//! - [`DataPlane`] owns the *connection*: it accepts (until the drain begins), waits for a
+//! Three rooms, each doing one job, and one shared request scope:
+//! - [`DataPlane`] (this module) owns the *connection*: it accepts (until the drain begins), waits for a
 //!   request while the connection is idle (and closes idle connections when draining begins),
 //!   detects HTTP/2 (h2c), counts connections for the drain, and cuts them at the drain timeout.
-//! - [`crate::http1::FastPath`] forwards the plain HTTP/1.1 requests that are almost all of a
+//! - [`fast::FastPath`] forwards the plain HTTP/1.1 requests that are almost all of a
 //!   sidecar's traffic, in the connection's own task.
-//! - [`Forwarder`], a pingora-proxy [`ProxyHttp`], takes everything else: HTTP/2, upgrades
+//! - [`general::Forwarder`], a pingora-proxy `ProxyHttp`, takes everything else: HTTP/2, upgrades
 //!   (WebSocket), chunked uploads, HTTP/1.0, `Expect`, absolute-form targets, malformed
 //!   requests (400). A connection handed to it stays with it.
+//!
+//! - [`scope`]: what both forwarders share per request (holding it for the app, counting it,
+//!   the error answers).
 //!
 //! Both forwarders hold early requests until the app is ready, add `Connection: close` once
 //! the shutdown has begun, turn failures into 502/503/504 responses that say what happened,
@@ -20,46 +23,34 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use pingora_core::protocols::{GetSocketDigest, SocketDigest};
 use pingora_core::server::ShutdownWatch;
-use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorSource, ErrorType, Result};
-use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
+use pingora_proxy::HttpProxy;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
 use crate::config::{ForwarderKind, RunArgs};
-use crate::http1::head::{self, Request};
-use crate::http1::{buffers, FastPath, Outcome};
-use crate::metrics::UpstreamErrorKind;
+pub mod fast;
+mod general;
+pub mod scope;
+
 use crate::phase::{Lifecycle, Phase};
 use crate::upstream_pool::UpstreamPool;
+use fast::head::{self, Request};
+use fast::{buffers, FastPath, Outcome};
+use general::Forwarder;
+use scope::hold_until_ready;
 
 /// The first bytes of every HTTP/2 prior-knowledge (h2c) connection (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Hop-by-hop headers (RFC 9110, 7.6.1): they describe one connection, so they are never
-/// forwarded. `Connection` and `Upgrade` are kept on upgrade requests, which need them.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 /// Signals the data plane receives from the shutdown driver.
 #[derive(Clone)]
@@ -222,7 +213,7 @@ impl DataPlane {
                 if let Err(refusal) =
                     hold_until_ready(&self.lc, self.startup_hold, self.upstream).await
                 {
-                    let _ = stream.try_write(&crate::http1::error_response(503, &refusal));
+                    let _ = stream.try_write(&fast::error_response(503, &refusal));
                     return;
                 }
             }
@@ -371,50 +362,6 @@ async fn linger_close(mut stream: TcpStream) {
     buffers::give(sink);
 }
 
-/// Holds a request that arrived before the app was ready, for at most `hold`. On a timeout
-/// returns the text of the 503 the client gets.
-async fn hold_until_ready(
-    lc: &Lifecycle,
-    hold: Duration,
-    upstream: SocketAddr,
-) -> std::result::Result<(), String> {
-    lc.metrics.requests_held.inc();
-    let mut ready = lc.app_ready_rx();
-    if tokio::time::timeout(hold, ready.wait_for(|r| *r))
-        .await
-        .is_ok()
-    {
-        return Ok(());
-    }
-    lc.metrics.held_timeouts.inc();
-    Err(format!(
-        "lameduck: the app at {upstream} is not ready yet (held this request {}); retry shortly\n",
-        crate::config::fmt_duration(hold)
-    ))
-}
-
-/// The status and text a client gets when the app failed it; the same for both forwarders.
-pub fn upstream_error_response(kind: UpstreamErrorKind, upstream: SocketAddr) -> (u16, String) {
-    match kind {
-        UpstreamErrorKind::ConnectRefused => (
-            502,
-            format!("lameduck: the app at {upstream} refused the connection (not listening: starting, restarting or gone)\n"),
-        ),
-        UpstreamErrorKind::ConnectTimeout => (
-            504,
-            format!("lameduck: connecting to the app at {upstream} timed out\n"),
-        ),
-        UpstreamErrorKind::Timeout => (
-            504,
-            format!("lameduck: the app at {upstream} did not answer in time\n"),
-        ),
-        other => (
-            502,
-            format!("lameduck: error talking to the app at {upstream} ({})\n", other.as_str()),
-        ),
-    }
-}
-
 /// Counts open client connections so the drain knows when the last one has closed.
 #[derive(Clone)]
 pub struct ConnTracker {
@@ -454,274 +401,4 @@ impl Drop for ConnGuard {
         self.tracker.count.send_modify(|c| *c -= 1);
         self.tracker.lc.metrics.open_connections.dec();
     }
-}
-
-/// Forwards each request to the app; see the module docs.
-pub struct Forwarder {
-    lc: Arc<Lifecycle>,
-    peer: HttpPeer,
-    upstream: SocketAddr,
-    startup_hold: Duration,
-}
-
-impl Forwarder {
-    fn new(args: &RunArgs, lc: Arc<Lifecycle>) -> Self {
-        let mut peer = HttpPeer::new(args.upstream, false, String::new());
-        peer.options.connection_timeout = Some(args.upstream_connect_timeout);
-        peer.options.read_timeout = Some(args.upstream_timeout);
-        peer.options.write_timeout = Some(args.upstream_timeout);
-        // Below typical app keep-alive timeouts (Go's and hyper's default to none or 60s+), so
-        // lameduck is the side that closes pooled connections.
-        peer.options.idle_timeout = Some(Duration::from_secs(30));
-        Forwarder {
-            lc,
-            peer,
-            upstream: args.upstream,
-            startup_hold: args.startup_hold,
-        }
-    }
-}
-
-/// What lameduck knows about one request while pingora-proxy runs it.
-pub struct RequestCtx {
-    arrived: Instant,
-    phase: Phase,
-    upstream_error: Option<UpstreamErrorKind>,
-    _in_flight: InFlight,
-}
-
-/// Keeps `lameduck_in_flight_requests` right even when a request is dropped half-way.
-pub struct InFlight(Arc<Lifecycle>);
-
-impl InFlight {
-    pub fn new(lc: Arc<Lifecycle>) -> Self {
-        lc.metrics.in_flight.inc();
-        InFlight(lc)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.metrics.in_flight.dec();
-    }
-}
-
-fn classify(e: &Error) -> Option<UpstreamErrorKind> {
-    use ErrorType::*;
-    let kind = match e.etype() {
-        ConnectRefused => UpstreamErrorKind::ConnectRefused,
-        ConnectTimedout => UpstreamErrorKind::ConnectTimeout,
-        ConnectNoRoute | ConnectError | SocketError | BindError => UpstreamErrorKind::ConnectError,
-        _ if e.esource() != &ErrorSource::Upstream => return None,
-        ReadTimedout | WriteTimedout => UpstreamErrorKind::Timeout,
-        ConnectionClosed | ReadError | WriteError => UpstreamErrorKind::Closed,
-        _ => UpstreamErrorKind::Protocol,
-    };
-    Some(kind)
-}
-
-#[async_trait]
-impl ProxyHttp for Forwarder {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            arrived: Instant::now(),
-            phase: self.lc.phase(),
-            upstream_error: None,
-            _in_flight: InFlight::new(self.lc.clone()),
-        }
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        self.lc.note_arrival();
-        if ctx.phase == Phase::Starting && !self.lc.app_ready() {
-            if let Err(refusal) = hold_until_ready(&self.lc, self.startup_hold, self.upstream).await
-            {
-                respond(session, 503, &refusal).await?;
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
-        // Only ever the configured upstream: an absolute-form request URI cannot make lameduck
-        // connect anywhere else.
-        Ok(Box::new(self.peer.clone()))
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session,
-        req: &mut RequestHeader,
-        _ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        let upgrade = session.is_upgrade_req();
-        // Headers named in `Connection` are hop-by-hop too.
-        let named: Vec<String> = req
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|t| t.trim().to_ascii_lowercase())
-            .filter(|t| !t.is_empty())
-            .collect();
-        for name in named.iter().map(String::as_str).chain(HOP_BY_HOP) {
-            if upgrade && (name == "connection" || name == "upgrade") {
-                continue;
-            }
-            req.remove_header(name);
-        }
-        // Absolute-form (`GET http://host/path`): forward origin-form, the authority as Host.
-        // (pingora has already refused a Host that contradicts the authority.)
-        let raw = req.raw_path();
-        if !raw.starts_with(b"/") && raw != b"*" {
-            let bad = || Error::explain(ErrorType::InvalidHTTPHeader, "unparsable request target");
-            let target: http::Uri = std::str::from_utf8(raw)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .ok_or_else(bad)?;
-            let path = target.path_and_query().map_or("/", |p| p.as_str());
-            req.set_uri(path.parse().map_err(|_| bad())?);
-            if let Some(authority) = target.authority() {
-                req.insert_header(http::header::HOST, authority.as_str())?;
-            }
-        }
-        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = client.ip().to_string();
-            let xff = match req
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prior) => format!("{prior}, {ip}"),
-                None => ip,
-            };
-            req.insert_header("x-forwarded-for", xff)?;
-        }
-        // Keep what an ingress in front already said (it terminated TLS); else we saw plain HTTP.
-        if !req.headers.contains_key("x-forwarded-proto") {
-            req.insert_header("x-forwarded-proto", "http")?;
-        }
-        Ok(())
-    }
-
-    async fn response_filter(
-        &self,
-        session: &mut Session,
-        resp: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        resp.remove_header("keep-alive");
-        resp.remove_header("proxy-connection");
-        if self.lc.phase().is_shutting_down() {
-            // HTTP/1.1: pingora writes `Connection: close` and closes after the response, so
-            // the client's next request opens a connection that the fronts route elsewhere.
-            session.set_keepalive(None);
-        }
-        Ok(())
-    }
-
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
-        e: Box<Error>,
-    ) -> Box<Error> {
-        ctx.upstream_error = classify(&e);
-        e
-    }
-
-    fn error_while_proxy(
-        &self,
-        peer: &HttpPeer,
-        session: &mut Session,
-        e: Box<Error>,
-        ctx: &mut RequestCtx,
-        client_reused: bool,
-    ) -> Box<Error> {
-        ctx.upstream_error = classify(&e);
-        let mut e = e.more_context(format!("upstream {peer}"));
-        // pingora's default policy: retry only idempotent requests, and only when a pooled
-        // connection turned out to be closed by the app.
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
-        {
-            e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
-        e
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
-        let kind = ctx.upstream_error.or_else(|| classify(e));
-        let (code, body) = match (kind, e.etype()) {
-            (_, ErrorType::HTTPStatus(code)) => (*code, String::new()),
-            (Some(kind), _) => upstream_error_response(kind, self.upstream),
-            // The client's side: a broken connection gets nothing, anything else a 400.
-            (None, ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed) => {
-                (0, String::new())
-            }
-            (None, ErrorType::ReadTimedout) => {
-                (408, "lameduck: timed out reading the request\n".into())
-            }
-            (None, _) if e.esource() == &ErrorSource::Downstream => {
-                (400, "lameduck: bad request\n".into())
-            }
-            (None, _) => (500, "lameduck: internal error\n".into()),
-        };
-        if let Some(kind) = kind {
-            self.lc.metrics.upstream_error(kind);
-            tracing::warn!(kind = kind.as_str(), status = code, upstream = %self.upstream, error = %e, "upstream error");
-        }
-        if code > 0 {
-            if let Err(e) = respond(session, code, &body).await {
-                tracing::debug!(error = %e, "could not send the error response");
-            }
-        }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
-    }
-
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map(|r| r.status.as_u16());
-        self.lc
-            .metrics
-            .request_done(ctx.phase, status, ctx.arrived.elapsed());
-    }
-
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
-        // fail_to_proxy logs upstream errors with their kind; client-side errors are routine.
-        true
-    }
-}
-
-/// Writes a small text response made by lameduck itself, closing the connection after it.
-async fn respond(session: &mut Session, code: u16, body: &str) -> Result<()> {
-    let mut resp = ResponseHeader::build(code, Some(4))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    if matches!(code, 502 | 503) {
-        resp.insert_header(http::header::RETRY_AFTER, "1")?;
-    }
-    session.set_keepalive(None);
-    session.write_response_header(Box::new(resp), false).await?;
-    session
-        .write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true)
-        .await?;
-    session.finish_body().await
 }
