@@ -121,7 +121,8 @@ impl App {
             }
         };
         let method = req.method().clone();
-        tracing::info!(req = id, %method, path = req.uri().path(), delay_ms = delay.as_millis() as u64, "start {ts}");
+        let version = req.version();
+        tracing::info!(req = id, %method, path = req.uri().path(), ?version, delay_ms = delay.as_millis() as u64, "start {ts}");
 
         // Read the body to its end, as a real handler would: an upload in flight at SIGTERM is
         // part of the request the shutdown must let finish.

@@ -140,6 +140,12 @@ pub struct RunArgs {
     #[arg(long, env = "LAMEDUCK_FORWARDER", value_enum, default_value_t = ForwarderKind::Native)]
     pub forwarder: ForwarderKind,
 
+    /// The protocol spoken to the app: `auto` sends a client's HTTP/2 requests over h2c (prior
+    /// knowledge; what gRPC needs) and HTTP/1.x ones over HTTP/1.1; `h2c` sends everything over
+    /// h2c (a gRPC-only app); `http1` sends everything over HTTP/1.1 (an app without h2c).
+    #[arg(long, env = "LAMEDUCK_UPSTREAM_PROTOCOL", value_enum, default_value_t = UpstreamProtocol::Auto)]
+    pub upstream_protocol: UpstreamProtocol,
+
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, env = "LAMEDUCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -155,6 +161,13 @@ pub enum ReadinessOnShutdown {
 pub enum ForwarderKind {
     Native,
     Pingora,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UpstreamProtocol {
+    Auto,
+    Http1,
+    H2c,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

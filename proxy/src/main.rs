@@ -12,6 +12,7 @@ mod phase;
 mod server;
 mod shutdown;
 mod upstream;
+mod upstream_h2;
 mod upstream_pool;
 
 use std::io::IsTerminal;

@@ -34,6 +34,9 @@ const HOP_BY_HOP: [&str; 7] = [
 pub struct Forwarder {
     lc: Arc<Lifecycle>,
     peer: HttpPeer,
+    /// `--upstream-protocol h2c`: the app as HTTP/2 (prior knowledge), for every request but
+    /// upgrades (WebSocket needs HTTP/1.1's Upgrade).
+    h2c_peer: Option<HttpPeer>,
     upstream: SocketAddr,
     startup_hold: Duration,
 }
@@ -47,9 +50,18 @@ impl Forwarder {
         // Below typical app keep-alive timeouts (Go's and hyper's default to none or 60s+), so
         // lameduck is the side that closes pooled connections.
         peer.options.idle_timeout = Some(Duration::from_secs(30));
+        let h2c_peer =
+            (args.upstream_protocol == crate::config::UpstreamProtocol::H2c).then(|| {
+                let mut h2c = peer.clone();
+                // ALPN h2-only over plaintext: pingora-core then speaks h2c with prior knowledge.
+                h2c.options.set_http_version(2, 2);
+                h2c.options.max_h2_streams = 100;
+                h2c
+            });
         Forwarder {
             lc,
             peer,
+            h2c_peer,
             upstream: args.upstream,
             startup_hold: args.startup_hold,
         }
@@ -105,12 +117,15 @@ impl ProxyHttp for Forwarder {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         // Only ever the configured upstream: an absolute-form request URI cannot make lameduck
         // connect anywhere else.
-        Ok(Box::new(self.peer.clone()))
+        match &self.h2c_peer {
+            Some(h2c) if !session.is_upgrade_req() => Ok(Box::new(h2c.clone())),
+            _ => Ok(Box::new(self.peer.clone())),
+        }
     }
 
     async fn upstream_request_filter(

@@ -37,9 +37,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
-use crate::config::{ForwarderKind, RunArgs};
+use crate::config::{ForwarderKind, RunArgs, UpstreamProtocol};
 pub mod fast;
 mod general;
+mod h2;
 pub mod scope;
 
 use crate::phase::{Lifecycle, Phase};
@@ -47,6 +48,7 @@ use crate::upstream_pool::UpstreamPool;
 use fast::head::{self, Request};
 use fast::{buffers, FastPath, Outcome};
 use general::Forwarder;
+use h2::H2Forwarder;
 use scope::hold_until_ready;
 
 /// The first bytes of every HTTP/2 prior-knowledge (h2c) connection (RFC 9113, 3.4).
@@ -68,6 +70,9 @@ pub struct Controls {
 pub struct DataPlane {
     fast: Option<FastPath>,
     proxy: Arc<HttpProxy<Forwarder>>,
+    /// HTTP/2 clients, when their requests go to the app as HTTP/2 (`--upstream-protocol`
+    /// `auto` or `h2c`); else pingora-proxy takes them and speaks HTTP/1.1 to the app.
+    h2: Option<Arc<H2Forwarder>>,
     lc: Arc<Lifecycle>,
     controls: Controls,
     conns: ConnTracker,
@@ -90,7 +95,19 @@ impl DataPlane {
         let mut options = pingora_core::apps::HttpServerOptions::default();
         options.h2c = true;
         proxy.server_options = Some(options);
-        let fast = (args.forwarder == ForwarderKind::Native).then(|| FastPath {
+        // `h2c`: HTTP/1 clients' requests go to the app over HTTP/2 too, which only
+        // pingora-proxy can translate.
+        let fast_path = args.forwarder == ForwarderKind::Native
+            && args.upstream_protocol != UpstreamProtocol::H2c;
+        let h2 = (args.upstream_protocol != UpstreamProtocol::Http1).then(|| {
+            Arc::new(H2Forwarder::new(
+                args,
+                lc.clone(),
+                controls.lame_duck.clone(),
+                controls.cut.clone(),
+            ))
+        });
+        let fast = fast_path.then(|| FastPath {
             lc: lc.clone(),
             pool,
             upstream: args.upstream,
@@ -101,6 +118,7 @@ impl DataPlane {
         DataPlane {
             fast,
             proxy: Arc::new(proxy),
+            h2,
             lc,
             controls,
             conns,
@@ -140,16 +158,29 @@ impl DataPlane {
     async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let _conn = self.conns.open();
         let mut cut = self.controls.cut.clone();
+        let mut to_h2 = None;
         tokio::select! {
             biased;
-            _ = self.serve(stream, peer) => {}
+            _ = self.serve(stream, peer, &mut to_h2) => {}
             _ = cut.wait_for(|c| *c) => {}
+        }
+        // Outside the cut above: an HTTP/2 connection ends its own streams at the drain
+        // timeout (trailers, RST_STREAM) before it closes.
+        if let (Some((stream, read)), Some(h2)) = (to_h2, self.h2.as_ref()) {
+            Arc::clone(h2).serve(stream, read, peer).await;
         }
     }
 
     /// Serves the requests of one connection on the fast path for as long as they are its
     /// kind; hands the connection to pingora-proxy for good at the first that is not.
-    async fn serve(&self, mut stream: TcpStream, peer: SocketAddr) {
+    ///
+    /// An HTTP/2 connection for [`H2Forwarder`] is put in `to_h2` instead, for the caller.
+    async fn serve(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        to_h2: &mut Option<(TcpStream, Vec<u8>)>,
+    ) {
         let client_ip = peer.ip().to_string();
         // Per connection, not per request: the drain's signal, the idle timer and the app's
         // response deadline are registered once and then re-armed, which costs far less than
@@ -180,6 +211,10 @@ impl DataPlane {
                 if !buf.is_empty() {
                     let maybe_h2 = first && H2_PREFACE.starts_with(&buf[..buf.len().min(24)]);
                     if maybe_h2 && buf.len() >= H2_PREFACE.len() {
+                        if self.h2.is_some() {
+                            *to_h2 = Some((stream, buf));
+                            return;
+                        }
                         return self.hand_to_pingora(stream, &buf, true).await;
                     }
                     if !maybe_h2 {
