@@ -16,6 +16,7 @@ need nghttp2-client h2load      #   fixed-rate load
 need python3 python3            #   holding idle connections, the report
 need curl curl                  #   waiting for each target to answer
 need util-linux taskset         #   pinning to CPUs
+need_python grpc python3-grpcio # a second gRPC client (C-core) in the proxy's HTTP/2 tests
 install_needed
 
 step "cargo fmt --check"

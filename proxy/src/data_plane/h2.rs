@@ -18,14 +18,13 @@
 //!   here: REFUSED_STREAM maps to UNAVAILABLE but tells the client the call was *not*
 //!   processed, so grpc-go retries it transparently, possibly running a non-idempotent call
 //!   twice; CANCEL maps to CANCELLED, INTERNAL_ERROR to INTERNAL). Any other HTTP/2 request
-//!   gets RST_STREAM(CANCEL), or a 503 when nothing was answered yet. They were in flight when
-//!   the drain timed out, so `lameduck_requests_cut_total` counts them.
+//!   gets RST_STREAM(CANCEL), answered or not. They were in flight when the drain timed out,
+//!   so `lameduck_requests_cut_total` counts them.
 //!
 //! When the app cannot be reached or fails a call, a gRPC client gets HTTP 200 with
 //! `grpc-status: 14` and a `grpc-message` that says why (a timeout: 4, DEADLINE_EXCEEDED), the
 //! answer it can act on; anything else gets the 502/503/504 of the other forwarders.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -109,7 +108,7 @@ impl H2Forwarder {
         let this = Arc::clone(&self);
         let service = service_fn(move |req| {
             let this = Arc::clone(&this);
-            async move { Ok::<_, Infallible>(this.forward(req, peer).await) }
+            async move { this.forward(req, peer).await }
         });
         let conn = builder.serve_connection(io, service);
         tokio::pin!(conn);
@@ -143,7 +142,14 @@ impl H2Forwarder {
     }
 
     /// One stream: the request to the app, its response back.
-    async fn forward(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    ///
+    /// An `Err` resets the stream (hyper sends RST_STREAM with the error's h2 reason): that is
+    /// how a plain HTTP/2 request still waiting for the app ends at the drain timeout.
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<ProxyBody>, h2::Error> {
         self.lc.note_arrival();
         let grpc = is_grpc(req.headers());
         let mut scope = Scope {
@@ -156,25 +162,28 @@ impl H2Forwarder {
         if scope.phase == Phase::Starting && !self.lc.app_ready() {
             if let Err(refusal) = hold_until_ready(&self.lc, self.startup_hold, self.upstream).await
             {
-                return answer(
+                return Ok(answer(
                     scope,
                     grpc,
                     StatusCode::SERVICE_UNAVAILABLE,
                     GRPC_UNAVAILABLE,
                     refusal,
-                );
+                ));
             }
         }
         let req = match self.upstream_request(req, peer) {
             Ok(req) => req,
-            Err(why) => return answer(scope, grpc, StatusCode::BAD_REQUEST, 13, why),
+            Err(why) => return Ok(answer(scope, grpc, StatusCode::BAD_REQUEST, 13, why)),
         };
         let mut cut = self.cut.clone();
         let sent = tokio::select! {
             biased;
             _ = cut.wait_for(|c| *c) => {
-                let why = "lameduck: the drain timeout was reached before the app answered; request cut\n".to_string();
-                return answer(scope, grpc, StatusCode::SERVICE_UNAVAILABLE, GRPC_UNAVAILABLE, why);
+                if !grpc {
+                    return Err(h2::Error::from(h2::Reason::CANCEL));
+                }
+                let why = "lameduck: the pod is shutting down and the drain timeout was reached before the app answered; call cut, retry elsewhere".to_string();
+                return Ok(answer(scope, grpc, StatusCode::SERVICE_UNAVAILABLE, GRPC_UNAVAILABLE, why));
             }
             sent = tokio::time::timeout(self.upstream_timeout, self.app.send(req)) => sent,
         };
@@ -191,7 +200,7 @@ impl H2Forwarder {
                     ended: false,
                     scope,
                 });
-                return Response::from_parts(parts, body);
+                return Ok(Response::from_parts(parts, body));
             }
             Ok(Err(e)) => e,
             Err(_) => SendError {
@@ -212,7 +221,7 @@ impl H2Forwarder {
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
         let text = format!("{}: {}\n", text.trim_end(), failure.detail);
-        answer(scope, grpc, status, code, text)
+        Ok(answer(scope, grpc, status, code, text))
     }
 
     /// The client's request as it goes to the app: same method, path, headers and body;
