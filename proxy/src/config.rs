@@ -134,12 +134,6 @@ pub struct RunArgs {
     #[arg(long, env = "LAMEDUCK_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
 
-    /// Who forwards HTTP/1.1 requests: `native` is lameduck's own fast path, which takes plain
-    /// requests and hands the rest (chunked uploads, WebSocket, HTTP/1.0, h2c) to pingora-proxy;
-    /// `pingora` sends everything through pingora-proxy (slower; an escape hatch).
-    #[arg(long, env = "LAMEDUCK_FORWARDER", value_enum, default_value_t = ForwarderKind::Native)]
-    pub forwarder: ForwarderKind,
-
     /// The protocol spoken to the app: `auto` sends a client's HTTP/2 requests over h2c (prior
     /// knowledge; what gRPC needs) and HTTP/1.x ones over HTTP/1.1; `h2c` sends everything over
     /// h2c (a gRPC-only app); `http1` sends everything over HTTP/1.1 (an app without h2c).
@@ -155,12 +149,6 @@ pub struct RunArgs {
 pub enum ReadinessOnShutdown {
     Fail,
     Serve,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ForwarderKind {
-    Native,
-    Pingora,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -34,9 +34,6 @@ const HOP_BY_HOP: [&str; 7] = [
 pub struct Forwarder {
     lc: Arc<Lifecycle>,
     peer: HttpPeer,
-    /// `--upstream-protocol h2c`: the app as HTTP/2 (prior knowledge), for every request but
-    /// upgrades (WebSocket needs HTTP/1.1's Upgrade).
-    h2c_peer: Option<HttpPeer>,
     upstream: SocketAddr,
     startup_hold: Duration,
 }
@@ -50,18 +47,9 @@ impl Forwarder {
         // Below typical app keep-alive timeouts (Go's and hyper's default to none or 60s+), so
         // lameduck is the side that closes pooled connections.
         peer.options.idle_timeout = Some(Duration::from_secs(30));
-        let h2c_peer =
-            (args.upstream_protocol == crate::config::UpstreamProtocol::H2c).then(|| {
-                let mut h2c = peer.clone();
-                // ALPN h2-only over plaintext: pingora-core then speaks h2c with prior knowledge.
-                h2c.options.set_http_version(2, 2);
-                h2c.options.max_h2_streams = 100;
-                h2c
-            });
         Forwarder {
             lc,
             peer,
-            h2c_peer,
             upstream: args.upstream,
             startup_hold: args.startup_hold,
         }
@@ -117,15 +105,12 @@ impl ProxyHttp for Forwarder {
 
     async fn upstream_peer(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         // Only ever the configured upstream: an absolute-form request URI cannot make lameduck
         // connect anywhere else.
-        match &self.h2c_peer {
-            Some(h2c) if !session.is_upgrade_req() => Ok(Box::new(h2c.clone())),
-            _ => Ok(Box::new(self.peer.clone())),
-        }
+        Ok(Box::new(self.peer.clone()))
     }
 
     async fn upstream_request_filter(
@@ -255,9 +240,15 @@ impl ProxyHttp for Forwarder {
             }
             (None, _) => (500, "lameduck: internal error\n".into()),
         };
+        // Once the response head is out, a failure may only abort: writing an error text now
+        // would append it to the body and end it cleanly, a corrupted response that looks
+        // whole. Returning without writing drops the stream unfinished, which HTTP/2 sends as
+        // RST_STREAM.
+        let head_sent = session.response_written().is_some();
+        let code = if head_sent { 0 } else { code };
         if let Some(kind) = kind {
             self.lc.metrics.upstream_error(kind);
-            tracing::warn!(kind = kind.as_str(), status = code, upstream = %self.upstream, error = %e, "upstream error");
+            tracing::warn!(kind = kind.as_str(), status = code, head_sent, upstream = %self.upstream, error = %e, "upstream error");
         }
         if code > 0 {
             if let Err(e) = respond(session, code, &body).await {

@@ -39,6 +39,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -92,49 +93,78 @@ impl H2Forwarder {
         }
     }
 
-    /// Serves one client connection whose first bytes, `read`, were the HTTP/2 preface.
-    /// Returns once the connection has closed, or been cut at the drain timeout.
-    pub async fn serve(self: Arc<Self>, stream: TcpStream, read: Vec<u8>, peer: SocketAddr) {
+    /// Serves one client connection whose first bytes, `read`, were the HTTP/2 preface (`h2`)
+    /// or, with `--upstream-protocol h2c`, the start of an HTTP/1 request: both become streams
+    /// on the app's h2c connections. Returns once the connection has closed, or been cut at the
+    /// drain timeout.
+    pub async fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        read: Vec<u8>,
+        peer: SocketAddr,
+        h2: bool,
+    ) {
         let io = TokioIo::new(Prefixed {
             prefix: read,
             at: 0,
             inner: stream,
         });
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW);
         let this = Arc::clone(&self);
         let service = service_fn(move |req| {
             let this = Arc::clone(&this);
             async move { this.forward(req, peer).await }
         });
-        let conn = builder.serve_connection(io, service);
+        if h2 {
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW);
+            // GOAWAY(2^31-1) + PING as the window opens, GOAWAY(last id) on the PING's ack;
+            // the connection then ends once its streams have.
+            let told = wait_true(self.lame_duck.clone());
+            self.drive(builder.serve_connection(io, service), told, peer)
+                .await;
+        } else {
+            // HTTP/1: responses during the window carry `Connection: close` (see `forward`);
+            // an idle connection is closed when draining begins, as on the native path.
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new());
+            let lc = Arc::clone(&self.lc);
+            let told = async move { lc.reached(Phase::Draining).await };
+            self.drive(builder.serve_connection(io, service), told, peer)
+                .await;
+        }
+    }
+
+    /// Runs a client connection: `graceful_shutdown` once `tell` resolves; at the drain timeout
+    /// each stream sees the cut switch and ends itself (trailers or RST_STREAM), and the
+    /// connection gets a moment to write those frames out.
+    async fn drive<C>(&self, conn: C, tell: impl Future<Output = ()>, peer: SocketAddr)
+    where
+        C: GracefulConnection,
+        C::Error: std::fmt::Display,
+    {
         tokio::pin!(conn);
-        let mut lame_duck = self.lame_duck.clone();
+        tokio::pin!(tell);
         let mut cut = self.cut.clone();
         let mut told = false;
         loop {
             tokio::select! {
                 biased;
                 _ = cut.wait_for(|c| *c) => break,
-                _ = lame_duck.wait_for(|l| *l), if !told => {
-                    // GOAWAY(2^31-1) + PING now, GOAWAY(last id) on the PING's ack; the
-                    // connection then ends once its streams have.
+                _ = tell.as_mut(), if !told => {
                     conn.as_mut().graceful_shutdown();
                     told = true;
                 }
                 ended = conn.as_mut() => {
                     if let Err(e) = ended {
-                        tracing::debug!(%peer, error = %e, "h2 client connection ended with an error");
+                        tracing::debug!(%peer, error = %e, "client connection (h2c path) ended with an error");
                     }
                     return;
                 }
             }
         }
-        // The drain timeout: each stream sees the same switch and ends itself (trailers or
-        // RST_STREAM); the connection gets a moment to write those frames out.
         if !told {
             conn.as_mut().graceful_shutdown();
         }
@@ -152,6 +182,7 @@ impl H2Forwarder {
     ) -> Result<Response<ProxyBody>, h2::Error> {
         self.lc.note_arrival();
         let grpc = is_grpc(req.headers());
+        let http1_client = req.version() < http::Version::HTTP_2;
         let mut scope = Scope {
             lc: Arc::clone(&self.lc),
             phase: self.lc.phase(),
@@ -191,6 +222,12 @@ impl H2Forwarder {
             Ok(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_connection_headers(&mut parts.headers);
+                if http1_client && self.lc.phase().is_shutting_down() {
+                    // Moves an HTTP/1 client's next request to a new connection, elsewhere.
+                    parts
+                        .headers
+                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 scope.status = Some(parts.status.as_u16());
                 let body = ProxyBody::Relay(Relay {
                     inner: body,
@@ -232,11 +269,15 @@ impl H2Forwarder {
         peer: SocketAddr,
     ) -> Result<Request<Incoming>, String> {
         let (mut parts, body) = req.into_parts();
+        // HTTP/2 names the authority in `:authority`; an HTTP/1 client's `Host` becomes it.
+        let host = parts.headers.remove(http::header::HOST);
         let authority = parts
             .uri
             .authority()
             .map(|a| a.to_string())
+            .or_else(|| host.and_then(|h| h.to_str().ok().map(str::to_string)))
             .unwrap_or_else(|| self.upstream.to_string());
+        parts.version = http::Version::HTTP_2;
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = http::Uri::builder()
             .scheme("http")

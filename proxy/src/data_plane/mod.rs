@@ -5,11 +5,9 @@
 //! - [`DataPlane`] (this module) owns the *connection*: it accepts (until the drain begins), waits for a
 //!   request while the connection is idle (and closes idle connections when draining begins),
 //!   detects HTTP/2 (h2c), counts connections for the drain, and cuts them at the drain timeout.
-//! - [`fast::FastPath`] forwards the plain HTTP/1.1 requests that are almost all of a
-//!   sidecar's traffic, in the connection's own task.
-//! - [`general::Forwarder`], a pingora-proxy `ProxyHttp`, takes everything else: HTTP/2, upgrades
-//!   (WebSocket), chunked uploads, HTTP/1.0, `Expect`, absolute-form targets, malformed
-//!   requests (400). A connection handed to it stays with it.
+//! - [`fast::FastPath`] forwards every HTTP/1 request, in the connection's own task: one
+//!   reading of HTTP/1 framing for all of them ([`fast::head`]).
+//! - [`general::Forwarder`], a pingora-proxy `ProxyHttp`, takes HTTP/2 (h2c) connections.
 //!
 //! - [`scope`]: what both forwarders share per request (holding it for the app, counting it,
 //!   the error answers).
@@ -25,8 +23,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pingora_core::apps::{HttpServerApp, ServerApp};
-use pingora_core::protocols::http::ServerSession;
+use pingora_core::apps::ServerApp;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use pingora_core::protocols::{GetSocketDigest, SocketDigest};
@@ -37,7 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
-use crate::config::{ForwarderKind, RunArgs, UpstreamProtocol};
+use crate::config::{RunArgs, UpstreamProtocol};
 pub mod fast;
 mod general;
 mod h2;
@@ -68,11 +65,13 @@ pub struct Controls {
 
 /// Per-connection handling; see the module docs.
 pub struct DataPlane {
-    fast: Option<FastPath>,
+    fast: FastPath,
     proxy: Arc<HttpProxy<Forwarder>>,
     /// HTTP/2 clients, when their requests go to the app as HTTP/2 (`--upstream-protocol`
     /// `auto` or `h2c`); else pingora-proxy takes them and speaks HTTP/1.1 to the app.
     h2: Option<Arc<H2Forwarder>>,
+    /// `--upstream-protocol h2c`: HTTP/1 clients' connections go to [`H2Forwarder`] too.
+    all_h2: bool,
     lc: Arc<Lifecycle>,
     controls: Controls,
     conns: ConnTracker,
@@ -95,10 +94,6 @@ impl DataPlane {
         let mut options = pingora_core::apps::HttpServerOptions::default();
         options.h2c = true;
         proxy.server_options = Some(options);
-        // `h2c`: HTTP/1 clients' requests go to the app over HTTP/2 too, which only
-        // pingora-proxy can translate.
-        let fast_path = args.forwarder == ForwarderKind::Native
-            && args.upstream_protocol != UpstreamProtocol::H2c;
         let h2 = (args.upstream_protocol != UpstreamProtocol::Http1).then(|| {
             Arc::new(H2Forwarder::new(
                 args,
@@ -107,18 +102,19 @@ impl DataPlane {
                 controls.cut.clone(),
             ))
         });
-        let fast = fast_path.then(|| FastPath {
+        let fast = FastPath {
             lc: lc.clone(),
             pool,
             upstream: args.upstream,
             client_read_timeout: args.client_read_timeout,
             upstream_timeout: args.upstream_timeout,
             client_write_timeout: args.idle_timeout,
-        });
+        };
         DataPlane {
             fast,
             proxy: Arc::new(proxy),
             h2,
+            all_h2: args.upstream_protocol == UpstreamProtocol::H2c,
             lc,
             controls,
             conns,
@@ -167,14 +163,16 @@ impl DataPlane {
         // Outside the cut above: an HTTP/2 connection ends its own streams at the drain
         // timeout (trailers, RST_STREAM) before it closes.
         if let (Some((stream, read)), Some(h2)) = (to_h2, self.h2.as_ref()) {
-            Arc::clone(h2).serve(stream, read, peer).await;
+            let is_h2 = read.starts_with(H2_PREFACE);
+            Arc::clone(h2).serve(stream, read, peer, is_h2).await;
         }
     }
 
-    /// Serves the requests of one connection on the fast path for as long as they are its
-    /// kind; hands the connection to pingora-proxy for good at the first that is not.
+    /// Serves the HTTP/1 requests of one connection in order (pipelined ones too); hands an
+    /// HTTP/2 connection to pingora-proxy.
     ///
-    /// An HTTP/2 connection for [`H2Forwarder`] is put in `to_h2` instead, for the caller.
+    /// A connection for [`H2Forwarder`] (HTTP/2 with `--upstream-protocol auto|h2c`, any with
+    /// `h2c`) is put in `to_h2` instead, for the caller.
     async fn serve(
         &self,
         mut stream: TcpStream,
@@ -207,7 +205,7 @@ impl DataPlane {
                 buf = buffers::take();
             }
             let deadline = tokio::time::Instant::now() + self.client_read_timeout;
-            let (fast, plan) = loop {
+            let plan = loop {
                 if !buf.is_empty() {
                     let maybe_h2 = first && H2_PREFACE.starts_with(&buf[..buf.len().min(24)]);
                     if maybe_h2 && buf.len() >= H2_PREFACE.len() {
@@ -215,19 +213,19 @@ impl DataPlane {
                             *to_h2 = Some((stream, buf));
                             return;
                         }
-                        return self.hand_to_pingora(stream, &buf, true).await;
+                        return self.hand_to_pingora(stream, &buf).await;
+                    }
+                    if !maybe_h2 && first && self.all_h2 {
+                        // `h2c`: HTTP/1 too goes to the app as HTTP/2, through H2Forwarder.
+                        *to_h2 = Some((stream, buf));
+                        return;
                     }
                     if !maybe_h2 {
-                        // `--forwarder pingora`: nothing to parse here.
-                        let Some(fast) = self.fast.as_ref() else {
-                            return self.hand_to_pingora(stream, &buf, false).await;
-                        };
                         match head::parse_request(&buf, &client_ip) {
                             Request::Partial => {}
-                            Request::Forward(plan) => break (fast, plan),
-                            Request::Fallback(why) => {
-                                tracing::trace!(reason = why, "request handed to pingora-proxy");
-                                return self.hand_to_pingora(stream, &buf, false).await;
+                            Request::Forward(plan) => break plan,
+                            Request::Reject(code, why) => {
+                                return self.fast.reject(stream, code, why).await;
                             }
                         }
                     }
@@ -253,10 +251,15 @@ impl DataPlane {
                 }
             }
             let deadline = response_deadline.as_mut();
-            match fast.forward(&mut stream, &mut buf, plan, deadline).await {
+            match self
+                .fast
+                .forward(&mut stream, &mut buf, plan, deadline)
+                .await
+            {
                 Outcome::KeepAlive => {}
                 Outcome::Close => return,
                 Outcome::CloseLingering => return linger_close(stream).await,
+                Outcome::Abort => return abort(stream),
             }
             if buf.is_empty() {
                 buffers::give(std::mem::take(&mut buf));
@@ -294,84 +297,24 @@ impl DataPlane {
         }
     }
 
-    /// Gives the connection to pingora-proxy, with the bytes already read put back in front;
-    /// `h2` when they are the HTTP/2 preface.
-    async fn hand_to_pingora(&self, stream: TcpStream, read: &[u8], h2: bool) {
+    /// Gives an HTTP/2 (h2c) connection to pingora-proxy, with the bytes already read put
+    /// back in front. pingora runs the connection (every stream in its own task) and sends
+    /// GOAWAY when the window opens.
+    async fn hand_to_pingora(&self, stream: TcpStream, read: &[u8]) {
         self.lc.metrics.pingora_handoffs.inc();
         let mut l4 = L4Stream::from(stream);
         // pingora reads the client address (X-Forwarded-For) from the socket digest.
         l4.set_socket_digest(SocketDigest::from_raw_fd(l4.as_raw_fd()));
-        if !read.is_empty() {
-            l4.rewind(read);
-        }
+        l4.rewind(read);
         let stream: Stream = Box::new(l4);
-        if h2 {
-            // HTTP/2: pingora runs the connection (every stream in its own task) and sends
-            // GOAWAY when the window opens.
-            ServerApp::process_new(&self.proxy, stream, &self.controls.lame_duck).await;
-            return;
-        }
-        Box::pin(self.serve_pingora_http1(stream)).await;
+        ServerApp::process_new(&self.proxy, stream, &self.controls.lame_duck).await;
     }
+}
 
-    /// The rest of a connection's HTTP/1 requests, through pingora-proxy. (Boxed by the caller:
-    /// pingora's future is large, and only connections that come here should pay for it.)
-    async fn serve_pingora_http1(&self, mut stream: Stream) {
-        let lame = &self.controls.lame_duck;
-        let mut settings = None;
-        let mut reused = false;
-        loop {
-            if reused {
-                let Some(s) = self.next_pingora_request(stream).await else {
-                    return;
-                };
-                stream = s;
-            }
-            let mut session = ServerSession::new_http1(stream);
-            if let Some(s) = settings.take() {
-                pingora_core::apps::HttpPersistentSettings::apply_to_session(s, &mut session);
-            }
-            // The keep-alive timeout doubles as pingora's per-read timeout while it reads the
-            // request head: a client that trickles its headers (slowloris) is dropped. Between
-            // requests `next_pingora_request` applies the longer idle timeout instead.
-            let keepalive = if self.lc.phase().is_shutting_down() {
-                None
-            } else {
-                Some(self.client_read_timeout.as_secs().max(1))
-            };
-            session.set_keepalive(keepalive);
-            session.set_read_timeout(Some(self.client_read_timeout));
-
-            let Some(reusable) = self.proxy.process_new_http(session, lame).await else {
-                return;
-            };
-            let (s, persistent) = reusable.consume();
-            stream = s;
-            settings = persistent;
-            reused = true;
-        }
-    }
-
-    /// [`Self::wait_for_request`] for a connection pingora owns: it reads the first bytes of
-    /// the next request and puts them back.
-    async fn next_pingora_request(&self, mut stream: Stream) -> Option<Stream> {
-        let mut phase = self.lc.subscribe();
-        let mut first = [0u8; 1];
-        let n = tokio::select! {
-            read = stream.read(&mut first) => read.ok()?,
-            _ = phase.wait_for(|p| *p >= Phase::Draining) => {
-                self.lc.metrics.idle_closed.inc();
-                return None;
-            }
-            _ = tokio::time::sleep(self.idle_timeout) => return None,
-        };
-        if n == 0 {
-            return None;
-        }
-        let mut l4 = stream.into_any().downcast::<L4Stream>().ok()?;
-        l4.rewind(&first);
-        Some(l4)
-    }
+/// Resets a connection (SO_LINGER 0): for a response cut mid-body whose end a plain close
+/// would fake.
+fn abort(stream: TcpStream) {
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
 }
 
 /// How long a lingering close waits for the client to stop sending.
@@ -380,7 +323,7 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Closes a connection whose client may still be sending a body: FIN first, then read and
 /// discard until the client closes too or [`LINGER`] passes, so the response already written
 /// is not destroyed by a reset.
-async fn linger_close(mut stream: TcpStream) {
+pub(crate) async fn linger_close(mut stream: TcpStream) {
     use tokio::io::AsyncWriteExt;
     let _ = stream.shutdown().await;
     // On the heap: an array here would grow every connection task's future by its size.

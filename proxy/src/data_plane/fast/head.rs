@@ -1,32 +1,32 @@
 //! Request and response heads: parsed with httparse, judged, and written out again with
 //! lameduck's changes, in one pass each.
 //!
-//! The fast path takes only requests whose framing is unambiguous (RFC 9112, 6): HTTP/1.1,
-//! origin-form target, one Host, at most one Content-Length, no Transfer-Encoding, no Upgrade,
-//! no Expect. Everything else (chunked uploads, WebSocket, `100-continue`, absolute-form,
-//! HTTP/1.0, and anything malformed, which must get a 400) goes to pingora-proxy, which knows
-//! all of HTTP/1. That split keeps the code here small enough to read in one sitting and keeps
-//! request smuggling out of it: a request with two framings is never ours to interpret.
+//! This is lameduck's one reading of HTTP/1 framing (RFC 9112, 6): every HTTP/1 request goes
+//! through it, so there is one set of rules, statuses and limits. A request whose framing is
+//! ambiguous is refused (400), never interpreted: two different Content-Lengths,
+//! Content-Length with Transfer-Encoding, a transfer coding other than `chunked`, a missing or
+//! repeated Host, obs-fold. What is accepted is forwarded in one canonical form the app cannot
+//! read two ways: one `Content-Length: N` (a list of equal values is folded into it), or
+//! `Transfer-Encoding: chunked`.
 
 use std::mem::MaybeUninit;
 
 use httparse::Status;
 
-/// Header lines a head may have on the fast path; a request with more goes to pingora. (The
-/// array is left uninitialised: httparse fills what it parses, and zeroing 3 KiB per head was
-/// a tenth of the fast path's instructions.)
-const MAX_HEADERS: usize = 96;
+/// Header lines a head may have (requests and responses): what nginx and pingora accept, so an
+/// app behind lameduck sees no lower limit than behind them. (The array is left uninitialised:
+/// httparse fills what it parses, and zeroing it per head was a tenth of the fast path's
+/// instructions.)
+pub const MAX_HEADERS: usize = 256;
 
-/// The longest head the fast path buffers; a longer one goes to pingora, which refuses it.
+/// The longest head lameduck buffers; a longer request head gets 431.
 pub const MAX_HEAD: usize = 64 * 1024;
 
-/// The header names the fast path acts on; every other header passes through as it is.
+/// The header names lameduck acts on; every other header passes through as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Name {
     Host,
     ContentLength,
-    /// Hop-by-hop too, but bodies are forwarded in the framing they came in, so a response's
-    /// passes through (a request with one never reaches the fast path).
     TransferEncoding,
     Connection,
     Upgrade,
@@ -77,54 +77,97 @@ fn stays_here(kind: Name, name: &str, named: &[&[u8]]) -> bool {
 pub enum Request {
     /// More bytes are needed.
     Partial,
-    /// Ours to forward.
+    /// To forward.
     Forward(RequestPlan),
-    /// pingora-proxy's to handle, with the bytes read so far put back.
-    Fallback(&'static str),
+    /// Refused with this status and reason; the connection closes after the answer.
+    Reject(u16, &'static str),
 }
 
-/// A request the fast path forwards, and the head to send upstream.
+/// How a request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// `Content-Length` (0 without one).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`: forwarded chunk by chunk, its end found by
+    /// [`super::body::ChunkedEnd`].
+    Chunked,
+}
+
+/// A request to forward, and the head to send upstream.
 pub struct RequestPlan {
     /// Bytes of the client's head (the body, if any, follows).
     pub head_len: usize,
-    /// From Content-Length; 0 without one.
-    pub body_len: u64,
+    pub body: BodyFraming,
     /// HEAD: the response has no body whatever its headers say.
     pub is_head: bool,
     /// Safe to send twice (RFC 9110, 9.2.2) when a pooled connection turned out dead.
     pub idempotent: bool,
-    /// The client said `Connection: close`.
+    /// The connection ends after this request: the client said `Connection: close`, or an
+    /// HTTP/1.0 client did not ask for keep-alive.
     pub client_close: bool,
+    /// An HTTP/1.0 client: its response is never chunked and gets no 1xx (RFC 9112, 6.1;
+    /// RFC 9110, 15.2). The app is asked in HTTP/1.0 too, so it answers in a framing such a
+    /// client reads.
+    pub http10: bool,
+    /// `Expect: 100-continue`: lameduck answers `100 Continue` itself when it wants the body
+    /// (as nginx does) and does not pass the expectation on.
+    pub expect_continue: bool,
+    /// `Connection: upgrade` with an `Upgrade` (WebSocket): a 101 turns the connection into a
+    /// tunnel.
+    pub upgrade: bool,
     /// The head to write to the app.
     pub upstream_head: Vec<u8>,
 }
 
-/// Parses a request head and, when it is ours, writes the head to send to the app: the
-/// client's header lines in their order and spelling, minus hop-by-hop ones, plus
-/// `X-Forwarded-For` (the client appended) and `X-Forwarded-Proto` (kept if a front set it).
+/// Parses a request head and, when it is to be forwarded, writes the head to send to the app:
+/// the client's header lines in their order and spelling, minus hop-by-hop ones and the
+/// framing headers (written once, canonically), plus `X-Forwarded-For` (the client appended)
+/// and `X-Forwarded-Proto` (kept if a front set it).
 pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
     let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let head_len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(Status::Complete(n)) => n,
         Ok(Status::Partial) if buf.len() < MAX_HEAD => return Request::Partial,
-        Ok(Status::Partial) => return Request::Fallback("head too large"),
-        Err(httparse::Error::TooManyHeaders) => return Request::Fallback("many headers"),
-        Err(_) => return Request::Fallback("malformed head"),
+        Ok(Status::Partial) => return Request::Reject(431, "request head too large"),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Request::Reject(431, "too many header lines")
+        }
+        Err(_) => return Request::Reject(400, "malformed request head"),
     };
-    let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
-        return Request::Fallback("not HTTP/1.1");
+    let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
+        return Request::Reject(400, "malformed request head");
     };
-    if !path.starts_with('/') {
-        return Request::Fallback("not origin-form");
-    }
+    let http10 = version == 0;
     if method == "CONNECT" {
-        return Request::Fallback("CONNECT");
+        return Request::Reject(501, "CONNECT is not supported");
     }
+    // The target: origin-form, `*` for OPTIONS, or absolute-form (whose authority replaces
+    // Host, RFC 9112 3.2.2). lameduck connects only to its app whatever the authority says.
+    let mut authority: Option<http::uri::Authority> = None;
+    let origin: std::borrow::Cow<str> =
+        if path.starts_with('/') || (path == "*" && method == "OPTIONS") {
+            path.into()
+        } else {
+            match path.parse::<http::Uri>() {
+                Ok(uri) if uri.scheme().is_some() && uri.authority().is_some() => {
+                    authority = uri.authority().cloned();
+                    uri.path_and_query()
+                        .map_or("/".to_string(), |p| p.as_str().to_string())
+                        .into()
+                }
+                _ => return Request::Reject(400, "bad request target"),
+            }
+        };
 
     let mut hosts = 0;
-    let mut body_len = None;
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
     let mut client_close = false;
+    let mut keep_alive = false;
+    let mut connection_upgrade = false;
+    let mut has_upgrade = false;
+    let mut expect_continue = false;
     let mut forwarded_proto = false;
     // Headers named in `Connection` are hop-by-hop too (RFC 9110, 7.6.1).
     let mut named: Vec<&[u8]> = Vec::new();
@@ -134,24 +177,54 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
         match *kind {
             Name::Host => hosts += 1,
             Name::ContentLength => {
-                if body_len.is_some() {
-                    return Request::Fallback("several Content-Length");
-                }
-                match parse_length(h.value) {
-                    Some(n) => body_len = Some(n),
-                    None => return Request::Fallback("bad Content-Length"),
+                // `5, 5` or two lines of `5` are one length; anything else is two framings.
+                for value in h.value.split(|b| *b == b',') {
+                    match parse_length(value) {
+                        Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                        Some(_) => return Request::Reject(400, "conflicting Content-Length"),
+                        None => return Request::Reject(400, "bad Content-Length"),
+                    }
                 }
             }
-            Name::TransferEncoding => return Request::Fallback("Transfer-Encoding"),
-            Name::Upgrade => return Request::Fallback("Upgrade"),
-            Name::Expect => return Request::Fallback("Expect"),
+            Name::TransferEncoding => {
+                for coding in tokens(h.value) {
+                    if chunked || !coding.eq_ignore_ascii_case(b"chunked") {
+                        // Only `chunked`, once, and last (RFC 9112, 6.1); another coding is
+                        // one lameduck cannot frame.
+                        return Request::Reject(501, "unsupported Transfer-Encoding");
+                    }
+                    chunked = true;
+                }
+                if !chunked {
+                    return Request::Reject(400, "empty Transfer-Encoding");
+                }
+            }
+            Name::Upgrade => has_upgrade = true,
+            Name::Expect => {
+                if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = true;
+                } else {
+                    return Request::Reject(417, "unsupported expectation");
+                }
+            }
             Name::Connection => {
                 for token in tokens(h.value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         client_close = true;
-                    } else if !token.eq_ignore_ascii_case(b"keep-alive") {
-                        // `keep-alive` names a header that is hop-by-hop anyway; skipping it
-                        // keeps the common `Connection: keep-alive` from allocating.
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        // Names a header that is hop-by-hop anyway: not collected, so the
+                        // common `Connection: keep-alive` does not allocate.
+                        keep_alive = true;
+                    } else if token.eq_ignore_ascii_case(b"upgrade") {
+                        connection_upgrade = true;
+                    } else {
+                        let end_to_end = matches!(
+                            classify(std::str::from_utf8(token).unwrap_or("")),
+                            Name::Host | Name::ContentLength | Name::TransferEncoding
+                        );
+                        if end_to_end {
+                            return Request::Reject(400, "Connection names a framing header");
+                        }
                         named.push(token);
                     }
                 }
@@ -160,29 +233,78 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
             Name::ForwardedFor | Name::HopByHop | Name::Other => {}
         }
     }
-    if hosts != 1 {
-        return Request::Fallback("Host missing or repeated");
+    if chunked && length.is_some() {
+        return Request::Reject(400, "both Content-Length and Transfer-Encoding");
     }
+    if chunked && http10 {
+        return Request::Reject(400, "Transfer-Encoding in an HTTP/1.0 request");
+    }
+    if hosts > 1 || (hosts == 0 && !http10 && authority.is_none()) {
+        return Request::Reject(400, "Host missing or repeated");
+    }
+    if let Some(authority) = &authority {
+        // Two different hosts in one request is how requests are smuggled past routing.
+        let host = req.headers.iter().find(|h| classify(h.name) == Name::Host);
+        if host.is_some_and(|h| !h.value.eq_ignore_ascii_case(authority.as_str().as_bytes())) {
+            return Request::Reject(400, "Host contradicts the request target");
+        }
+    }
+    // An upgrade to h2c is not passed on: lameduck speaks HTTP/1.1 to the app for this
+    // request, as nginx does.
+    let upgrade = has_upgrade && connection_upgrade && !http10;
+    let body = if chunked {
+        BodyFraming::Chunked
+    } else {
+        BodyFraming::Length(length.unwrap_or(0))
+    };
 
     let mut out = super::buffers::take();
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    out.extend_from_slice(origin.as_bytes());
+    out.extend_from_slice(if http10 {
+        b" HTTP/1.0\r\n".as_slice()
+    } else {
+        b" HTTP/1.1\r\n".as_slice()
+    });
+    if let Some(authority) = &authority {
+        push_header(&mut out, b"Host", authority.as_str().as_bytes());
+    }
     let mut prior_for: Option<Vec<u8>> = None;
     for (h, &kind) in req.headers.iter().zip(kinds.iter()) {
-        if kind == Name::ForwardedFor {
-            let prior = prior_for.get_or_insert_with(Vec::new);
-            if !prior.is_empty() {
-                prior.extend_from_slice(b", ");
+        match kind {
+            Name::ForwardedFor => {
+                let prior = prior_for.get_or_insert_with(Vec::new);
+                if !prior.is_empty() {
+                    prior.extend_from_slice(b", ");
+                }
+                prior.extend_from_slice(h.value);
+                continue;
             }
-            prior.extend_from_slice(h.value);
-            continue;
-        }
-        if stays_here(kind, h.name, &named) {
-            continue;
+            Name::Host if authority.is_some() => continue,
+            // Written once below, canonically; lameduck answers `Expect` itself.
+            Name::ContentLength | Name::TransferEncoding | Name::Expect => continue,
+            Name::Upgrade if upgrade => {}
+            _ if stays_here(kind, h.name, &named) => continue,
+            _ => {}
         }
         push_header(&mut out, h.name.as_bytes(), h.value);
+    }
+    match body {
+        BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyFraming::Length(n) if length.is_some() => {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Length(_) => {}
+    }
+    if upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else if http10 {
+        // Asked so that the app keeps the pooled connection; an HTTP/1.0 request is otherwise
+        // the connection's last.
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
     if let Some(prior) = prior_for {
@@ -198,13 +320,16 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
 
     Request::Forward(RequestPlan {
         head_len,
-        body_len: body_len.unwrap_or(0),
+        body,
         is_head: method == "HEAD",
         idempotent: matches!(
             method,
             "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
         ),
-        client_close,
+        client_close: client_close || (http10 && !keep_alive),
+        http10,
+        expect_continue,
+        upgrade,
         upstream_head: out,
     })
 }
@@ -218,7 +343,9 @@ pub enum Framing {
     Chunked,
     /// `Content-Length`.
     Length(u64),
-    /// Neither: the body ends when the app closes, so the client connection must close too.
+    /// Neither: the body ends when the app closes. An HTTP/1.1 client gets it re-framed as
+    /// chunked (see [`ResponsePlan::rechunk`]), so a body the app cut short is seen to be
+    /// cut; an HTTP/1.0 client gets it as it is, and the connection closes after it.
     UntilClose,
 }
 
@@ -233,9 +360,13 @@ pub enum Response {
 pub struct ResponsePlan {
     pub head_len: usize,
     pub status: u16,
-    /// 1xx: forward, then read the final response after it.
+    /// 1xx: forward (to HTTP/1.1 clients), then read the final response after it.
     pub interim: bool,
+    /// 101 to an upgrade request: the connection becomes a tunnel after this head.
+    pub switching: bool,
     pub framing: Framing,
+    /// A close-delimited body sent to the client in chunks.
+    pub rechunk: bool,
     /// The app will keep the connection open after this response.
     pub upstream_reusable: bool,
     /// This is the client connection's last response (`Connection: close` was added).
@@ -244,11 +375,20 @@ pub struct ResponsePlan {
     pub client_head: Vec<u8>,
 }
 
+/// What the response head depends on from its request and the moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseContext {
+    pub is_head: bool,
+    /// This is the connection's last response (lameduck is shutting down, the client asked).
+    pub close_client: bool,
+    pub http10: bool,
+    pub upgrade: bool,
+}
+
 /// Parses the app's response head and writes the one to send to the client: the app's header
-/// lines minus hop-by-hop ones, plus `Connection: close` when `close_client` says this is the
-/// connection's last response (lameduck is shutting down, the client asked, or the body is
-/// delimited by close).
-pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response {
+/// lines minus hop-by-hop ones, one canonical `Content-Length`, and `Connection: close` when
+/// this is the connection's last response.
+pub fn parse_response(buf: &[u8], cx: ResponseContext) -> Response {
     let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -265,11 +405,11 @@ pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response
     let (Some(version), Some(status)) = (resp.version, resp.code) else {
         return Response::Invalid("malformed response head");
     };
-    if status == 101 {
-        // Only an Upgrade request may be answered with 101, and those go to pingora.
+    let switching = status == 101;
+    if switching && !cx.upgrade {
         return Response::Invalid("101 without an Upgrade request");
     }
-    let interim = (100..200).contains(&status);
+    let interim = (100..200).contains(&status) && !switching;
 
     let mut length = None;
     let mut chunked = None;
@@ -279,10 +419,14 @@ pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response
     for (h, kind) in resp.headers.iter().zip(kinds.iter_mut()) {
         *kind = classify(h.name);
         match *kind {
-            Name::ContentLength => match parse_length(h.value) {
-                Some(n) if length.is_none() || length == Some(n) => length = Some(n),
-                _ => return Response::Invalid("bad Content-Length"),
-            },
+            Name::ContentLength => {
+                for value in h.value.split(|b| *b == b',') {
+                    match parse_length(value) {
+                        Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                        _ => return Response::Invalid("bad Content-Length"),
+                    }
+                }
+            }
             Name::TransferEncoding => {
                 // Only the last coding decides (RFC 9112, 6.3): `gzip, chunked` is chunked.
                 let last = tokens(h.value).last();
@@ -296,7 +440,7 @@ pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response
                         // HTTP/1.0 keeps the connection only when told; the name itself is
                         // hop-by-hop anyway, so it is not collected (no allocation).
                         app_close &= version != 0;
-                    } else {
+                    } else if !token.eq_ignore_ascii_case(b"upgrade") {
                         named.push(token);
                     }
                 }
@@ -304,7 +448,7 @@ pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response
             _ => {}
         }
     }
-    let framing = if is_head || interim || status == 204 || status == 304 {
+    let framing = if cx.is_head || interim || switching || status == 204 || status == 304 {
         Framing::Empty
     } else {
         match (chunked, length) {
@@ -314,7 +458,15 @@ pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response
             (None, None) => Framing::UntilClose,
         }
     };
-    let close_client = !interim && (close_client || framing == Framing::UntilClose);
+    if cx.http10 && framing == Framing::Chunked {
+        // The app was asked in HTTP/1.0 and must not chunk (RFC 9112, 6.1).
+        return Response::Invalid("chunked response to an HTTP/1.0 request");
+    }
+    // Re-framed only when the app sent no Transfer-Encoding at all: one with another final
+    // coding is rare, and is left close-delimited rather than rewritten.
+    let rechunk = framing == Framing::UntilClose && !cx.http10 && chunked.is_none();
+    let close_client =
+        !interim && (cx.close_client || (framing == Framing::UntilClose && !rechunk));
 
     let reason = resp.reason.unwrap_or("");
     let mut out = super::buffers::take();
@@ -324,17 +476,28 @@ pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     for (h, &kind) in resp.headers.iter().zip(kinds.iter()) {
-        if stays_here(kind, h.name, &named)
-            // With chunked framing a Content-Length is wrong, and must not reach the client.
-            || (framing == Framing::Chunked && kind == Name::ContentLength)
-        {
-            continue;
+        match kind {
+            // Written once below, canonically (with chunked framing there is none).
+            Name::ContentLength => continue,
+            Name::Upgrade if switching => {}
+            _ if stays_here(kind, h.name, &named) => continue,
+            _ => {}
         }
         push_header(&mut out, h.name.as_bytes(), h.value);
     }
+    if let (Some(n), true) = (length, framing != Framing::Chunked) {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if rechunk {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
     // Said explicitly either way, as nginx and pingora do: HTTP/1.0-era clients behind an
     // ingress still look for `keep-alive`.
-    if close_client {
+    if switching {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else if close_client {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if !interim {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
@@ -345,8 +508,10 @@ pub fn parse_response(buf: &[u8], is_head: bool, close_client: bool) -> Response
         head_len,
         status,
         interim,
+        switching,
         framing,
-        upstream_reusable: !app_close && framing != Framing::UntilClose,
+        rechunk,
+        upstream_reusable: !app_close && !switching && framing != Framing::UntilClose,
         closes_client: close_client,
         client_head: out,
     })
@@ -392,15 +557,19 @@ mod tests {
         match parse_request(raw.as_bytes(), "10.0.0.9") {
             Request::Forward(p) => p,
             Request::Partial => panic!("partial: {raw}"),
-            Request::Fallback(why) => panic!("fallback ({why}): {raw}"),
+            Request::Reject(code, why) => panic!("rejected ({code} {why}): {raw}"),
         }
     }
 
-    fn fallback(raw: &str) -> &'static str {
+    fn reject(raw: &str) -> (u16, &'static str) {
         match parse_request(raw.as_bytes(), "10.0.0.9") {
-            Request::Fallback(why) => why,
-            _ => panic!("expected a fallback: {raw}"),
+            Request::Reject(code, why) => (code, why),
+            _ => panic!("expected a refusal: {raw}"),
         }
+    }
+
+    fn upstream(raw: &str) -> String {
+        String::from_utf8(plan(raw).upstream_head).unwrap()
     }
 
     #[test]
@@ -418,37 +587,63 @@ mod tests {
     }
 
     #[test]
-    fn framings_the_fast_path_does_not_interpret_go_to_pingora() {
+    fn ambiguous_or_malformed_requests_are_refused() {
         let h = "Host: h\r\n";
-        assert_eq!(
-            fallback(&format!(
-                "POST / HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\n"
-            )),
-            "Transfer-Encoding"
-        );
-        assert_eq!(
-            fallback(&format!(
-                "POST / HTTP/1.1\r\n{h}Content-Length: 1\r\nContent-Length: 1\r\n\r\n"
-            )),
-            "several Content-Length"
-        );
-        assert_eq!(
-            fallback(&format!("POST / HTTP/1.1\r\n{h}Content-Length: +1\r\n\r\n")),
-            "bad Content-Length"
-        );
-        assert_eq!(
-            fallback("GET / HTTP/1.1\r\n\r\n"),
-            "Host missing or repeated"
-        );
-        assert_eq!(
-            fallback("GET / HTTP/1.0\r\nHost: h\r\n\r\n"),
-            "not HTTP/1.1"
-        );
-        assert_eq!(
-            fallback("GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n"),
-            "not origin-form"
-        );
-        assert_eq!(fallback("NOT HTTP\r\n\r\n"), "malformed head");
+        let cases = [
+            (
+                format!("POST / HTTP/1.1\r\n{h}Content-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+                400,
+            ),
+            (
+                format!("POST / HTTP/1.1\r\n{h}Content-Length: 1, 2\r\n\r\n"),
+                400,
+            ),
+            (
+                format!("POST / HTTP/1.1\r\n{h}Content-Length: +1\r\n\r\n"),
+                400,
+            ),
+            (
+                format!(
+                    "POST / HTTP/1.1\r\n{h}Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                ),
+                400,
+            ),
+            (
+                format!("POST / HTTP/1.1\r\n{h}Transfer-Encoding: gzip, chunked\r\n\r\n"),
+                501,
+            ),
+            (
+                format!("POST / HTTP/1.1\r\n{h}Transfer-Encoding: chunked, chunked\r\n\r\n"),
+                501,
+            ),
+            (
+                format!("POST / HTTP/1.1\r\n{h}Transfer-Encoding: xchunked\r\n\r\n"),
+                501,
+            ),
+            (
+                format!("POST / HTTP/1.0\r\n{h}Transfer-Encoding: chunked\r\n\r\n"),
+                400,
+            ),
+            (format!("GET / HTTP/1.1\r\n{h}Expect: magic\r\n\r\n"), 417),
+            (
+                format!("GET / HTTP/1.1\r\n{h}Connection: Host\r\n\r\n"),
+                400,
+            ),
+            (format!("GET / HTTP/1.1\r\n{h}{h}\r\n"), 400),
+            ("GET / HTTP/1.1\r\n\r\n".to_string(), 400),
+            ("GET  / HTTP/1.1\r\nHost: h\r\n\r\n".to_string(), 400),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n".to_string(),
+                400,
+            ),
+            ("CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n".to_string(), 501),
+            ("NOT HTTP\r\n\r\n".to_string(), 400),
+        ];
+        for (raw, code) in cases {
+            assert_eq!(reject(&raw).0, code, "{raw:?}");
+        }
+        let many: String = (0..300).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(reject(&format!("GET / HTTP/1.1\r\n{h}{many}\r\n")).0, 431);
         assert!(matches!(
             parse_request(b"GET / HTTP/1.1\r\nHost:", "ip"),
             Request::Partial
@@ -456,8 +651,68 @@ mod tests {
     }
 
     #[test]
+    fn every_accepted_framing_is_forwarded_canonically() {
+        let h = "Host: h\r\n";
+        let up = upstream(&format!(
+            "POST / HTTP/1.1\r\n{h}Content-Length: 5, 5\r\ncontent-length: 5\r\n\r\n"
+        ));
+        assert_eq!(up.matches("Content-Length").count(), 1, "{up}");
+        assert!(up.contains("Content-Length: 5\r\n"), "{up}");
+        let up = upstream(&format!(
+            "POST / HTTP/1.1\r\n{h}Transfer-Encoding: Chunked\r\n\r\n"
+        ));
+        assert!(up.contains("Transfer-Encoding: chunked\r\n"), "{up}");
+        assert_eq!(
+            plan(&format!(
+                "POST / HTTP/1.1\r\n{h}Transfer-Encoding: chunked\r\n\r\n"
+            ))
+            .body,
+            BodyFraming::Chunked
+        );
+        // Absolute-form: origin-form to the app, the authority as Host.
+        let up = upstream("GET http://a.example/p?q HTTP/1.1\r\nHost: A.example\r\n\r\n");
+        assert!(
+            up.starts_with("GET /p?q HTTP/1.1\r\nHost: a.example\r\n"),
+            "{up}"
+        );
+        assert!(!up.contains("A.example"), "{up}");
+        // HTTP/1.0: asked in HTTP/1.0, keep-alive only when the client asked.
+        let p = plan("GET / HTTP/1.0\r\n\r\n");
+        assert!(p.http10 && p.client_close);
+        assert!(!plan("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").client_close);
+        assert!(upstream("GET / HTTP/1.0\r\n\r\n").starts_with("GET / HTTP/1.0\r\n"));
+        // Expect is answered here, not passed on.
+        let p = plan(&format!(
+            "POST / HTTP/1.1\r\n{h}Expect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+        ));
+        assert!(p.expect_continue);
+        assert!(!String::from_utf8(p.upstream_head)
+            .unwrap()
+            .contains("Expect"));
+        // An upgrade keeps Upgrade and Connection: upgrade; an h2c upgrade is dropped.
+        let up = upstream(&format!(
+            "GET / HTTP/1.1\r\n{h}Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        ));
+        assert!(
+            up.contains("Upgrade: websocket\r\n") && up.contains("Connection: upgrade\r\n"),
+            "{up}"
+        );
+        let up = upstream(&format!("GET / HTTP/1.1\r\n{h}Upgrade: websocket\r\n\r\n"));
+        assert!(
+            !up.contains("Upgrade"),
+            "an Upgrade without Connection: upgrade is hop-by-hop: {up}"
+        );
+    }
+
+    #[test]
     fn response_framing_follows_rfc_9112() {
-        let frame = |raw: &str, is_head| match parse_response(raw.as_bytes(), is_head, false) {
+        let frame = |raw: &str, is_head| match parse_response(
+            raw.as_bytes(),
+            ResponseContext {
+                is_head,
+                ..Default::default()
+            },
+        ) {
             Response::Forward(p) => p.framing,
             _ => panic!("{raw}"),
         };
@@ -484,8 +739,7 @@ mod tests {
         assert!(matches!(
             parse_response(
                 b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                false,
-                false
+                ResponseContext::default()
             ),
             Response::Invalid(_)
         ));
@@ -495,8 +749,7 @@ mod tests {
     fn response_head_closes_the_client_when_told_and_drops_hop_by_hop() {
         let Response::Forward(p) = parse_response(
             b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
-            false,
-            true,
+            ResponseContext { close_client: true, ..Default::default() },
         ) else {
             panic!()
         };
@@ -507,8 +760,7 @@ mod tests {
         assert!(p.upstream_reusable);
         let Response::Forward(p) = parse_response(
             b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
-            false,
-            false,
+            ResponseContext::default(),
         ) else {
             panic!()
         };
