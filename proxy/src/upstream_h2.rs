@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
@@ -41,7 +41,13 @@ pub struct H2Upstream {
     connect_timeout: Duration,
     slots: Vec<Mutex<Option<SendRequest<Incoming>>>>,
     next: AtomicUsize,
+    /// What the last [`H2Upstream::speaks_h2c`] probe found, and when.
+    h2c_seen: parking_lot::Mutex<Option<(bool, Instant)>>,
 }
+
+/// How long a probe's verdict on whether the app speaks h2c is trusted: an app can be
+/// redeployed with another server behind the same port.
+const H2C_VERDICT_TTL: Duration = Duration::from_secs(10);
 
 impl H2Upstream {
     pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Self {
@@ -50,7 +56,31 @@ impl H2Upstream {
             connect_timeout,
             slots: (0..CONNECTIONS).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
+            h2c_seen: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// Whether the app speaks h2c (prior knowledge), for `--upstream-protocol auto`: an
+    /// HTTP/1-only app must get an HTTP/2 client's requests as HTTP/1.1 instead. Found by
+    /// sending the HTTP/2 preface and an empty SETTINGS and reading the first bytes back: an
+    /// HTTP/2 server answers with its SETTINGS frame, an HTTP/1 one with an HTTP/1 error or a
+    /// close. Remembered for a few seconds. `true` when the app cannot be reached at all: the
+    /// h2c path then gives the client the error answer (a gRPC status for gRPC).
+    pub async fn speaks_h2c(&self) -> bool {
+        if let Some((verdict, at)) = *self.h2c_seen.lock() {
+            if at.elapsed() < H2C_VERDICT_TTL {
+                return verdict;
+            }
+        }
+        let verdict = match tokio::time::timeout(self.connect_timeout, probe_h2c(self.addr)).await {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(_)) | Err(_) => return true,
+        };
+        if !verdict {
+            tracing::info!(upstream = %self.addr, "the app does not speak h2c: HTTP/2 clients' requests go to it as HTTP/1.1");
+        }
+        *self.h2c_seen.lock() = Some((verdict, Instant::now()));
+        verdict
     }
 
     /// Sends `req` on one of the connections and waits for the response head.
@@ -146,6 +176,24 @@ impl H2Upstream {
             }
         });
         Ok(sender)
+    }
+}
+
+/// One probe connection: the preface and an empty SETTINGS frame out; the app's first frame
+/// header back. A SETTINGS frame (type 4 on stream 0) first is what RFC 9113 requires of an
+/// HTTP/2 server.
+async fn probe_h2c(addr: SocketAddr) -> std::io::Result<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await?;
+    let mut head = [0u8; 9];
+    match stream.read_exact(&mut head).await {
+        Ok(_) => Ok(head[3] == 4 && head[5..9] == [0, 0, 0, 0]),
+        // Closed without a frame: an HTTP/1 server refusing `PRI *`.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -230,3 +230,50 @@ fn bad_upstream_protocol_exits_2_naming_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream-protocol"));
 }
+
+#[test]
+fn auto_sends_http2_clients_to_an_http1_only_app_as_http1() {
+    // An HTTP/1.1-only app that answers everything `200 hello-h1` (and cannot take h2c).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    if buf[..n].starts_with(b"PRI * HTTP/2.0") {
+                        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        return;
+                    }
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nhello-h1");
+                }
+            });
+        }
+    });
+    let ld = Lameduck::start_ready(app_addr, &["--app-probe", "tcp"]);
+    let body = runtime().block_on(async {
+        use http_body_util::{BodyExt, Empty};
+        let stream = tokio::net::TcpStream::connect(ld.data).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get("http://app/x")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.expect("an answer");
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.unwrap().to_bytes()
+    });
+    assert_eq!(&body[..], b"hello-h1");
+    ld.proc.wait_log("does not speak h2c");
+}

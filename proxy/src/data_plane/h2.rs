@@ -93,6 +93,11 @@ impl H2Forwarder {
         }
     }
 
+    /// Whether the app takes HTTP/2; see [`H2Upstream::speaks_h2c`].
+    pub async fn app_speaks_h2c(&self) -> bool {
+        self.app.speaks_h2c().await
+    }
+
     /// Serves one client connection whose first bytes, `read`, were the HTTP/2 preface (`h2`)
     /// or, with `--upstream-protocol h2c`, the start of an HTTP/1 request: both become streams
     /// on the app's h2c connections. Returns once the connection has closed, or been cut at the

@@ -209,9 +209,12 @@ impl DataPlane {
                 if !buf.is_empty() {
                     let maybe_h2 = first && H2_PREFACE.starts_with(&buf[..buf.len().min(24)]);
                     if maybe_h2 && buf.len() >= H2_PREFACE.len() {
-                        if self.h2.is_some() {
-                            *to_h2 = Some((stream, buf));
-                            return;
+                        if let Some(h2) = &self.h2 {
+                            // `auto` and an app without h2c: pingora-proxy, as HTTP/1.1.
+                            if self.all_h2 || h2.app_speaks_h2c().await {
+                                *to_h2 = Some((stream, buf));
+                                return;
+                            }
                         }
                         return self.hand_to_pingora(stream, &buf).await;
                     }
