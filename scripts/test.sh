@@ -36,5 +36,7 @@ bench/run.sh --quick --profile debug --no-build --port-base 28180 --out "$smoke"
 grep -Eq '^figure +direct +lameduck +nginx +haproxy$' "$smoke/table.txt" &&
     grep -Eq '^throughput, saturated \(req/s\)( +[0-9.]+){4}$' "$smoke/table.txt" ||
     { echo "benchmark smoke run: no throughput row for all four targets in $smoke/table.txt" >&2; exit 1; }
+grep -Eq '^gRPC unary: throughput \(req/s\)( +[0-9.]+){4}$' "$smoke/table.txt" ||
+    { echo "benchmark smoke run: no gRPC throughput row for all four targets in $smoke/table.txt" >&2; exit 1; }
 
 step "all checks passed"
