@@ -63,8 +63,15 @@ pub struct Controls {
     pub cut: watch::Receiver<bool>,
 }
 
+/// The first pause after a failed accept, and the longest.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// Per-connection handling; see the module docs.
 pub struct DataPlane {
+    /// One permit per client connection that may be open (`--max-connections`).
+    slots: Arc<tokio::sync::Semaphore>,
+    max_connections: usize,
     fast: FastPath,
     proxy: Arc<HttpProxy<Forwarder>>,
     /// HTTP/2 clients, when their requests go to the app as HTTP/2 (`--upstream-protocol`
@@ -110,7 +117,10 @@ impl DataPlane {
             upstream_timeout: args.upstream_timeout,
             client_write_timeout: args.idle_timeout,
         };
+        let max_connections = args.max_connections();
         DataPlane {
+            slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+            max_connections,
             fast,
             proxy: Arc::new(proxy),
             h2,
@@ -127,9 +137,36 @@ impl DataPlane {
 
     /// Accepts connections until the drain begins, then closes the listener: from then on a
     /// connection attempt is refused, which every front retries elsewhere.
+    ///
+    /// At most `--max-connections` client connections are open at once: past that, new ones
+    /// wait in the listen backlog. That keeps file descriptors for the app's connections and
+    /// for the admin plane, whose `/ready` the kubelet must still reach when slow or idle
+    /// clients hold the data plane. An accept that fails (EMFILE) is retried with a backoff
+    /// of up to a second, logged once a second at most, not in a tight loop.
     pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
         let mut stop = self.controls.stop_accepting.clone();
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        let mut last_log: Option<tokio::time::Instant> = None;
+        let mut failures = 0u64;
         loop {
+            let permit = match self.slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    self.lc.metrics.connection_limit_reached.inc();
+                    tracing::warn!(
+                        max_connections = self.max_connections,
+                        "connection limit reached; new connections wait in the backlog"
+                    );
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|s| *s) => break,
+                        p = self.slots.clone().acquire_owned() => match p {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    }
+                }
+            };
             let accepted = tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => break,
@@ -137,21 +174,39 @@ impl DataPlane {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(self.clone().connection(stream, peer));
+                    tokio::spawn(self.clone().connection(stream, peer, permit));
                 }
                 // Out of file descriptors, or a connection reset before we took it: keep
-                // serving the others; a short pause stops an EMFILE loop from spinning.
+                // serving the others, and back off so an EMFILE does not spin.
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    self.lc.metrics.accept_errors.inc();
+                    failures += 1;
+                    let now = tokio::time::Instant::now();
+                    if last_log.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+                        tracing::warn!(error = %e, failures, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                        last_log = Some(now);
+                        failures = 0;
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|s| *s) => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 }
             }
         }
         tracing::debug!("listener closed");
     }
 
-    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        _slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let _conn = self.conns.open();
         let mut cut = self.controls.cut.clone();
         let mut to_h2 = None;
@@ -364,6 +419,11 @@ impl ConnTracker {
         ConnGuard {
             tracker: self.clone(),
         }
+    }
+
+    /// The number of open client connections, as it changes.
+    pub fn watch(&self) -> watch::Receiver<usize> {
+        self.count.subscribe()
     }
 
     /// Waits until no client connection is open.

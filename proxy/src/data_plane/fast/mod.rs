@@ -19,6 +19,8 @@
 pub mod body;
 pub mod buffers;
 pub mod head;
+#[cfg(test)]
+mod props;
 
 use std::io;
 use std::net::SocketAddr;
