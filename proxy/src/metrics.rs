@@ -76,6 +76,7 @@ pub struct Metrics {
     pub accept_errors: IntCounter,
     pub connection_limit_reached: IntCounter,
     pub admin_connections_refused: IntCounter,
+    pub websocket_going_away: IntCounter,
 }
 
 impl Metrics {
@@ -244,6 +245,13 @@ impl Metrics {
                 "Times the data plane stopped accepting because --max-connections client connections were open",
             )?,
         )?;
+        let websocket_going_away = reg(
+            &registry,
+            IntCounter::new(
+                "websocket_going_away_total",
+                "WebSocket connections sent Close 1001 (Going Away) when draining began",
+            )?,
+        )?;
         let admin_connections_refused = reg(
             &registry,
             IntCounter::new(
@@ -286,6 +294,7 @@ impl Metrics {
             accept_errors,
             connection_limit_reached,
             admin_connections_refused,
+            websocket_going_away,
         })
     }
 

@@ -45,8 +45,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::scope::{hold_until_ready, upstream_error_response, InFlight};
+use crate::lifecycle::Lifecycle;
 use crate::metrics::UpstreamErrorKind;
-use crate::phase::{Lifecycle, Phase};
+use crate::phase::Phase;
 use crate::upstream_h2::{H2Upstream, SendError};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -72,24 +73,17 @@ pub struct H2Forwarder {
     startup_hold: Duration,
     upstream_timeout: Duration,
     lame_duck: watch::Receiver<bool>,
-    cut: watch::Receiver<bool>,
 }
 
 impl H2Forwarder {
-    pub fn new(
-        args: &crate::config::RunArgs,
-        lc: Arc<Lifecycle>,
-        lame_duck: watch::Receiver<bool>,
-        cut: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(args: &crate::config::DataPlaneConfig, lc: Arc<Lifecycle>) -> Self {
         H2Forwarder {
+            lame_duck: lc.lame_duck_watch(),
             lc,
             app: H2Upstream::new(args.upstream, args.upstream_connect_timeout),
             upstream: args.upstream,
             startup_hold: args.startup_hold,
             upstream_timeout: args.upstream_timeout,
-            lame_duck,
-            cut,
         }
     }
 
@@ -152,12 +146,14 @@ impl H2Forwarder {
     {
         tokio::pin!(conn);
         tokio::pin!(tell);
-        let mut cut = self.cut.clone();
+        // Drained with streams still open: the drain timeout cut them.
+        let cut = self.lc.reached(Phase::Drained);
+        tokio::pin!(cut);
         let mut told = false;
         loop {
             tokio::select! {
                 biased;
-                _ = cut.wait_for(|c| *c) => break,
+                _ = &mut cut => break,
                 _ = tell.as_mut(), if !told => {
                     conn.as_mut().graceful_shutdown();
                     told = true;
@@ -193,7 +189,7 @@ impl H2Forwarder {
             phase: self.lc.phase(),
             arrived: Instant::now(),
             status: None,
-            _in_flight: InFlight::new(Arc::clone(&self.lc)),
+            _in_flight: InFlight::new(&self.lc),
         };
         if scope.phase == Phase::Starting && !self.lc.app_ready() {
             if let Err(refusal) = hold_until_ready(&self.lc, self.startup_hold, self.upstream).await
@@ -211,10 +207,9 @@ impl H2Forwarder {
             Ok(req) => req,
             Err(why) => return Ok(answer(scope, grpc, StatusCode::BAD_REQUEST, 13, why)),
         };
-        let mut cut = self.cut.clone();
         let sent = tokio::select! {
             biased;
-            _ = cut.wait_for(|c| *c) => {
+            _ = self.lc.reached(Phase::Drained) => {
                 if !grpc {
                     return Err(h2::Error::from(h2::Reason::CANCEL));
                 }
@@ -236,7 +231,7 @@ impl H2Forwarder {
                 scope.status = Some(parts.status.as_u16());
                 let body = ProxyBody::Relay(Relay {
                     inner: body,
-                    cut: Box::pin(wait_true(self.cut.clone())),
+                    cut: Box::pin(drained(Arc::clone(&self.lc))),
                     grpc,
                     upstream: self.upstream,
                     ended: false,
@@ -405,6 +400,11 @@ fn percent_encode(message: &str) -> String {
         }
     }
     out
+}
+
+/// Resolves at the drain timeout's cut.
+async fn drained(lc: Arc<Lifecycle>) {
+    lc.reached(Phase::Drained).await;
 }
 
 /// Resolves once the switch is on.

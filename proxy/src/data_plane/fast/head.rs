@@ -115,6 +115,8 @@ pub struct RequestPlan {
     /// `Connection: upgrade` with an `Upgrade` (WebSocket): a 101 turns the connection into a
     /// tunnel.
     pub upgrade: bool,
+    /// The upgrade is to WebSocket: told to go at the drain (see [`super::websocket`]).
+    pub websocket: bool,
     /// The head to write to the app.
     pub upstream_head: Vec<u8>,
 }
@@ -167,6 +169,7 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
     let mut keep_alive = false;
     let mut connection_upgrade = false;
     let mut has_upgrade = false;
+    let mut websocket = false;
     let mut expect_continue = false;
     let mut forwarded_proto = false;
     // Headers named in `Connection` are hop-by-hop too (RFC 9110, 7.6.1).
@@ -199,7 +202,10 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
                     return Request::Reject(400, "empty Transfer-Encoding");
                 }
             }
-            Name::Upgrade => has_upgrade = true,
+            Name::Upgrade => {
+                has_upgrade = true;
+                websocket |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"websocket"));
+            }
             Name::Expect => {
                 if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
                     expect_continue = true;
@@ -330,6 +336,7 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
         http10,
         expect_continue,
         upgrade,
+        websocket: upgrade && websocket,
         upstream_head: out,
     })
 }

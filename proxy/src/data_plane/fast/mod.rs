@@ -21,6 +21,7 @@ pub mod buffers;
 pub mod head;
 #[cfg(test)]
 mod props;
+pub mod websocket;
 
 use std::io;
 use std::net::SocketAddr;
@@ -32,8 +33,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use crate::lifecycle::Lifecycle;
 use crate::metrics::UpstreamErrorKind;
-use crate::phase::Lifecycle;
+use crate::phase::Phase;
 use crate::upstream_pool::UpstreamPool;
 use body::ChunkedEnd;
 use head::{BodyFraming, Framing, RequestPlan, Response, ResponseContext, ResponsePlan};
@@ -94,7 +96,7 @@ impl FastPath {
         let arrived = Instant::now();
         let phase = self.lc.phase();
         self.lc.note_arrival();
-        let _in_flight = crate::data_plane::scope::InFlight::new(self.lc.clone());
+        let _in_flight = crate::data_plane::scope::InFlight::new(&self.lc);
         let (status, outcome) = match self.exchange(client, buf, plan, deadline).await {
             Ok((status, outcome)) => (Some(status), outcome),
             Err(Failure::Client) => (None, Outcome::Close),
@@ -234,7 +236,9 @@ impl FastPath {
             }
         };
         if resp.switching {
-            return self.tunnel(client, up, buf, ubuf, resp).await;
+            return self
+                .tunnel(client, up, buf, ubuf, resp, plan.websocket)
+                .await;
         }
         let status = resp.status;
         let close = resp.closes_client;
@@ -254,9 +258,11 @@ impl FastPath {
         Ok((status, outcome))
     }
 
-    /// After a 101: the connection is a tunnel between the client and the app (WebSocket),
-    /// until either side closes it or the drain timeout cuts it. Bytes each side sent early
-    /// (the client's first frames, the app's after its 101) are passed on first.
+    /// After a 101: the connection is a tunnel between the client and the app until either
+    /// side closes it. Bytes each side sent early (the client's first frames, the app's after
+    /// its 101) are passed on first. A WebSocket is told to go when draining begins (Close
+    /// 1001 to both sides, [`websocket`]); another upgraded protocol runs until the drain
+    /// timeout cuts it.
     async fn tunnel(
         &self,
         client: &mut TcpStream,
@@ -264,6 +270,7 @@ impl FastPath {
         buf: &mut Vec<u8>,
         ubuf: Vec<u8>,
         resp: ResponsePlan,
+        is_websocket: bool,
     ) -> Result<(u16, Outcome), Failure> {
         let mut out = resp.client_head;
         out.extend_from_slice(&ubuf[resp.head_len..]);
@@ -274,7 +281,31 @@ impl FastPath {
             self.write_upstream(&mut up, buf).await.map_err(closed)?;
             buf.clear();
         }
-        let _ = tokio::io::copy_bidirectional(client, &mut up).await;
+        if !is_websocket {
+            let _ = tokio::io::copy_bidirectional(client, &mut up).await;
+            return Ok((resp.status, Outcome::Close));
+        }
+        let to_app = websocket::close_to_app(mask_key());
+        let to_client = websocket::close_to_client();
+        let (client_read, client_write) = client.split();
+        let (app_read, app_write) = up.split();
+        let (a, b) = tokio::join!(
+            websocket::relay(
+                app_read,
+                client_write,
+                &to_client,
+                self.lc.reached(Phase::Draining)
+            ),
+            websocket::relay(
+                client_read,
+                app_write,
+                &to_app,
+                self.lc.reached(Phase::Draining)
+            ),
+        );
+        if matches!(a, Ok(true)) || matches!(b, Ok(true)) {
+            self.lc.metrics.websocket_going_away.inc();
+        }
         Ok((resp.status, Outcome::Close))
     }
 
@@ -575,6 +606,16 @@ async fn send_body(
         None => buf.clear(),
     }
     Ok(true)
+}
+
+/// A masking key for the frames lameduck sends the app (RFC 6455, 5.3 asks for unpredictable
+/// ones; std's per-process random hasher keys are).
+fn mask_key() -> [u8; 4] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    let k = h.finish().to_le_bytes();
+    [k[0], k[1], k[2], k[3]]
 }
 
 /// Appends `data` as one chunk (nothing for no data: an empty chunk is the last one).
