@@ -16,6 +16,7 @@
 #   - RSS idle, and with N idle keep-alive connections (bench/hold_conns.py holds them);
 # in the "pinned" layout (upstream and proxy on CPU 0, load generator on CPU 1: the headline)
 # and the "unpinned" one. Everything listens on 127.0.0.1 only; every step is time-bounded.
+# Then the HTTP/2 (h2c) and gRPC rows: bench/h2.sh, same targets, with slowapp as the app.
 # The table goes to stdout and OUT/table.txt, the raw figures to OUT/results.json.
 #
 # Usage: bench/run.sh [--quick] [options]   (bench/run.sh --help)
@@ -43,7 +44,8 @@ Usage: bench/run.sh [options]
   --profile P          release (default) or debug: which build of lameduck/slowapp to run
   --no-build           do not run cargo build; use the binaries already in target/
   --lameduck-bin PATH  run this lameduck binary instead (e.g. a patched build); implies --no-build
-  --port-base P        first of the 6 consecutive ports used on 127.0.0.1 (default 28080)
+  --port-base P        first of the ports used on 127.0.0.1: P..P+4, and P+10..P+14 for the
+                       HTTP/2 and gRPC rows (bench/h2.sh) (default 28080)
   --out DIR            where raw results go (default target/bench/run-<time>)
   -h, --help           this text
 EOF
@@ -396,4 +398,12 @@ log "idle keep-alive connections: $IDLE_CONNS per target"
 for t in $ALL; do idle_conns "$t"; done
 
 python3 "$BENCH_DIR/report.py" "$OUT" | tee "$OUT/table.txt"
-log "table: $OUT/table.txt  raw results: $OUT/results.json"
+
+# HTTP/2 and gRPC: their own app (slowapp: h2c + gRPC) and proxies, on the next ports.
+log "HTTP/2 and gRPC rows (bench/h2.sh)"
+h2args=(--rounds "$ROUNDS" --duration "$DURATION" --profile "$PROFILE" --lameduck-bin "$LAMEDUCK_BIN"
+    --port-base $((PORT_BASE + 10)) --out "$OUT/h2")
+[[ $QUICK == 1 ]] && h2args+=(--quick)
+echo | tee -a "$OUT/table.txt"
+"$BENCH_DIR/h2.sh" "${h2args[@]}" | tee -a "$OUT/table.txt"
+log "table: $OUT/table.txt  raw results: $OUT/results.json, $OUT/h2/samples.jsonl"

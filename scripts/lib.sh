@@ -2,6 +2,8 @@
 #
 #   need PKG CMD    queue apt package PKG unless command CMD exists; PKG may list alternatives
 #                   as "a|b" (the first one apt knows is installed)
+#   need_python MOD PKG  queue apt package PKG unless the system python (/usr/bin/python3)
+#                   can import module MOD
 #   install_needed  install everything queued: as root with apt-get, otherwise print the
 #                   apt-get line to run and exit 1
 #
@@ -12,6 +14,11 @@ _needed=()
 # Daemons live in /usr/sbin, which is not on every user's PATH.
 _have() {
     command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/sbin/$1" ]]
+}
+
+need_python() {
+    local module=$1 pkg=$2
+    /usr/bin/python3 -c "import $module" >/dev/null 2>&1 || _needed+=("$pkg")
 }
 
 need() {

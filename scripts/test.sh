@@ -17,6 +17,7 @@ need python3 python3            #   holding idle connections, the report
 need curl curl                  #   waiting for each target to answer
 need util-linux taskset         #   pinning to CPUs
 need openssl openssl            # validate-k8s.sh: a throwaway certificate for k8s/webhook self-signed
+need_python grpc python3-grpcio # a second gRPC client (C-core) in the proxy's HTTP/2 tests
 install_needed
 
 step "cargo fmt --check"
@@ -36,5 +37,7 @@ bench/run.sh --quick --profile debug --no-build --port-base 28180 --out "$smoke"
 grep -Eq '^figure +direct +lameduck +nginx +haproxy$' "$smoke/table.txt" &&
     grep -Eq '^throughput, saturated \(req/s\)( +[0-9.]+){4}$' "$smoke/table.txt" ||
     { echo "benchmark smoke run: no throughput row for all four targets in $smoke/table.txt" >&2; exit 1; }
+grep -Eq '^gRPC unary: throughput \(req/s\)( +[0-9.]+){4}$' "$smoke/table.txt" ||
+    { echo "benchmark smoke run: no gRPC throughput row for all four targets in $smoke/table.txt" >&2; exit 1; }
 
 step "all checks passed"

@@ -23,7 +23,7 @@ pub static SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
 pub struct App {
     served_by: HeaderValue,
     response_delay: Duration,
-    stats: Stats,
+    stats: Arc<Stats>,
 }
 
 /// Request counters. Kept apart from hyper's connection tracking because the shutdown report is
@@ -48,22 +48,22 @@ impl Stats {
     }
 }
 
-/// Counts a request as in flight for as long as its handler future lives, so a handler dropped
-/// mid-way (client gone, shutdown deadline) is uncounted too.
-struct InFlight<'a>(&'a Stats);
+/// Counts a request as in flight for as long as its handler future (or, for gRPC, its response
+/// body) lives, so a request dropped mid-way (client gone, shutdown deadline) is uncounted too.
+pub struct InFlight(Arc<Stats>);
 
-impl<'a> InFlight<'a> {
-    fn enter(stats: &'a Stats) -> Self {
+impl InFlight {
+    pub fn enter(stats: &Arc<Stats>) -> Self {
         stats.in_flight.fetch_add(1, Ordering::SeqCst);
-        InFlight(stats)
+        InFlight(Arc::clone(stats))
     }
 
-    fn complete(self) {
+    pub fn complete(self) {
         self.0.completed.fetch_add(1, Ordering::SeqCst);
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
@@ -74,7 +74,7 @@ impl App {
         App {
             served_by,
             response_delay,
-            stats: Stats::default(),
+            stats: Arc::default(),
         }
     }
 
@@ -82,8 +82,12 @@ impl App {
         &self.served_by
     }
 
-    pub fn stats(&self) -> &Stats {
+    pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    pub fn response_delay(&self) -> Duration {
+        self.response_delay
     }
 
     /// The hyper service function: routes, then stamps `X-Served-By` on whatever is answered.
@@ -117,7 +121,8 @@ impl App {
             }
         };
         let method = req.method().clone();
-        tracing::info!(req = id, %method, path = req.uri().path(), delay_ms = delay.as_millis() as u64, "start {ts}");
+        let version = req.version();
+        tracing::info!(req = id, %method, path = req.uri().path(), ?version, delay_ms = delay.as_millis() as u64, "start {ts}");
 
         // Read the body to its end, as a real handler would: an upload in flight at SIGTERM is
         // part of the request the shutdown must let finish.
@@ -202,7 +207,7 @@ mod tests {
 
     #[test]
     fn in_flight_is_released_when_dropped_midway() {
-        let stats = Stats::default();
+        let stats = Arc::new(Stats::default());
         let a = InFlight::enter(&stats);
         let b = InFlight::enter(&stats);
         assert_eq!(stats.in_flight(), 2);

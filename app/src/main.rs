@@ -3,6 +3,7 @@
 //! bad command line).
 
 mod config;
+mod grpc;
 mod handler;
 mod logging;
 mod server;

@@ -11,17 +11,51 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{Either, Full};
 use humantime::format_duration;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tonic::codegen::Service;
+use tonic::service::Routes;
 
 use crate::config::Config;
-use crate::handler::App;
+use crate::grpc::{self, Tracked};
+use crate::handler::{App, InFlight, SERVED_BY};
 use crate::shutdown::Signal;
+
+/// Either the HTTP app's answer or a gRPC one.
+type AnyBody = Either<Full<Bytes>, Tracked<tonic::body::Body>>;
+
+/// One request: gRPC (by `content-type`) to the tonic services, the rest to the HTTP app. Both
+/// stamp `X-Served-By` (a response header, which gRPC clients see as metadata).
+async fn route(
+    app: Arc<App>,
+    mut grpc: Routes,
+    req: Request<Incoming>,
+) -> Result<Response<AnyBody>, Infallible> {
+    if !grpc::is_grpc(grpc::content_type(&req)) {
+        let response = app.handle(req).await?;
+        return Ok(response.map(Either::Left));
+    }
+    let guard = InFlight::enter(app.stats());
+    let mut response = match grpc.call(req).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    response
+        .headers_mut()
+        .insert(SERVED_BY.clone(), app.served_by().clone());
+    Ok(response.map(|body| Either::Right(Tracked::new(body, guard))))
+}
 
 /// How a run ended, for the summary line at exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +95,10 @@ pub async fn run(
         .context("reading the listener's address")?;
     tracing::info!(%addr, name = ?app.served_by(), "Start server");
 
+    let grpc = grpc::services(app.served_by(), app.response_delay()).await;
     let graceful = GracefulShutdown::new();
-    let signal = accept_until(&listener, shutdown.as_mut(), &app, &graceful).await;
+    let signal = accept_until(&listener, shutdown.as_mut(), &app, &grpc.routes, &graceful).await;
+    grpc.not_serving().await;
 
     // Closing the listener is what makes new connections be refused, like Go's Shutdown does
     // first. (lameduck exists because this is too early while a Service still routes here.)
@@ -110,6 +146,7 @@ async fn accept_until<S>(
     listener: &TcpListener,
     mut shutdown: Pin<&mut S>,
     app: &Arc<App>,
+    grpc: &Routes,
     graceful: &GracefulShutdown,
 ) -> Signal
 where
@@ -129,7 +166,8 @@ where
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let app = Arc::clone(app);
-                    let service = service_fn(move |req| Arc::clone(&app).handle(req));
+                    let grpc = grpc.clone();
+                    let service = service_fn(move |req| route(Arc::clone(&app), grpc.clone(), req));
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {

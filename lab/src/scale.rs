@@ -36,7 +36,7 @@ impl Scale {
 /// microseconds otherwise.
 pub fn format_duration(d: Duration) -> String {
     let us = d.as_micros();
-    if us % 1000 == 0 {
+    if us.is_multiple_of(1000) {
         format!("{}ms", us / 1000)
     } else {
         format!("{us}us")

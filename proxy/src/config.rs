@@ -68,7 +68,8 @@ pub struct RunArgs {
     pub admin_listen: SocketAddr,
 
     /// How to tell that the app is ready: `http:/PATH` (a 2xx is ready), `tcp` (it accepts a
-    /// connection) or `none` (always ready).
+    /// connection), `grpc` / `grpc:SERVICE` (grpc.health.v1 Check over h2c says SERVING) or
+    /// `none` (always ready).
     #[arg(long, env = "LAMEDUCK_APP_PROBE", default_value = "http:/ready")]
     pub app_probe: AppProbe,
 
@@ -147,6 +148,12 @@ pub struct RunArgs {
     #[arg(long, env = "LAMEDUCK_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
 
+    /// The protocol spoken to the app: `auto` sends a client's HTTP/2 requests over h2c (prior
+    /// knowledge; what gRPC needs) and HTTP/1.x ones over HTTP/1.1; `h2c` sends everything over
+    /// h2c (a gRPC-only app); `http1` sends everything over HTTP/1.1 (an app without h2c).
+    #[arg(long, env = "LAMEDUCK_UPSTREAM_PROTOCOL", value_enum, default_value_t = UpstreamProtocol::Auto)]
+    pub upstream_protocol: UpstreamProtocol,
+
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, env = "LAMEDUCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -158,6 +165,13 @@ pub enum ReadinessOnShutdown {
     Serve,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UpstreamProtocol {
+    Auto,
+    Http1,
+    H2c,
+}
+
 pub use lameduck_common::logging::LogFormat;
 
 /// How lameduck decides that the app behind it is ready.
@@ -167,6 +181,9 @@ pub enum AppProbe {
     Http { path: String },
     /// The upstream accepts a TCP connection.
     Tcp,
+    /// `grpc.health.v1.Health/Check` for `service` over h2c answers `SERVING` (`""`: the
+    /// server as a whole, as the gRPC health protocol defines it).
+    Grpc { service: String },
     /// Always ready: for apps with no readiness endpoint.
     None,
 }
@@ -178,14 +195,28 @@ impl FromStr for AppProbe {
         match s {
             "tcp" => Ok(AppProbe::Tcp),
             "none" => Ok(AppProbe::None),
-            _ => match s.strip_prefix("http:") {
-                Some(path) if path.starts_with('/') && !path.contains(char::is_whitespace) => {
-                    Ok(AppProbe::Http {
-                        path: path.to_string(),
-                    })
+            "grpc" => Ok(AppProbe::Grpc {
+                service: String::new(),
+            }),
+            _ => {
+                if let Some(path) = s.strip_prefix("http:") {
+                    if path.starts_with('/') && !path.contains(char::is_whitespace) {
+                        return Ok(AppProbe::Http {
+                            path: path.to_string(),
+                        });
+                    }
                 }
-                _ => Err(format!("expected `http:/PATH`, `tcp` or `none`, got `{s}`")),
-            },
+                if let Some(service) = s.strip_prefix("grpc:") {
+                    if !service.is_empty() && !service.contains(char::is_whitespace) {
+                        return Ok(AppProbe::Grpc {
+                            service: service.to_string(),
+                        });
+                    }
+                }
+                Err(format!(
+                    "expected `http:/PATH`, `tcp`, `grpc`, `grpc:SERVICE` or `none`, got `{s}`"
+                ))
+            }
         }
     }
 }
@@ -195,6 +226,8 @@ impl fmt::Display for AppProbe {
         match self {
             AppProbe::Http { path } => write!(f, "http:{path}"),
             AppProbe::Tcp => f.write_str("tcp"),
+            AppProbe::Grpc { service } if service.is_empty() => f.write_str("grpc"),
+            AppProbe::Grpc { service } => write!(f, "grpc:{service}"),
             AppProbe::None => f.write_str("none"),
         }
     }
@@ -251,7 +284,7 @@ impl fmt::Display for ShutdownBudget {
 /// `1.5s` style for messages (humantime would print `1s 500ms`).
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{}s", d.as_secs_f64())
@@ -340,6 +373,7 @@ pub struct DataPlaneConfig {
     pub startup_hold: Duration,
     /// `--max-connections`, or its default from the file-descriptor limit.
     pub max_connections: usize,
+    pub upstream_protocol: UpstreamProtocol,
 }
 
 /// The admin plane; the upstream and probe only appear in its `/ready` answers.
@@ -390,6 +424,7 @@ impl RunArgs {
                 idle_timeout: self.idle_timeout,
                 startup_hold: self.startup_hold,
                 max_connections: self.max_connections(),
+                upstream_protocol: self.upstream_protocol,
             },
             admin: AdminConfig {
                 listen: self.admin_listen,
@@ -438,7 +473,22 @@ mod tests {
             })
         );
         assert!("http:healthz".parse::<AppProbe>().is_err());
-        assert!("grpc".parse::<AppProbe>().is_err());
+        assert_eq!(
+            "grpc".parse::<AppProbe>(),
+            Ok(AppProbe::Grpc {
+                service: String::new()
+            })
+        );
+        let named = "grpc:slowapp.v1.Slow".parse::<AppProbe>();
+        assert_eq!(
+            named,
+            Ok(AppProbe::Grpc {
+                service: "slowapp.v1.Slow".into()
+            })
+        );
+        assert_eq!(named.unwrap().to_string(), "grpc:slowapp.v1.Slow");
+        assert!("grpc:".parse::<AppProbe>().is_err());
+        assert!("grpcx".parse::<AppProbe>().is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod metrics;
 pub mod phase;
 mod server;
 mod upstream;
+mod upstream_h2;
 mod upstream_pool;
 pub mod webhook;
 

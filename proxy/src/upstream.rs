@@ -52,6 +52,7 @@ pub async fn probe_once(upstream: SocketAddr, probe: &AppProbe) -> Result<(), St
                 .map(drop)
                 .map_err(|e| format!("connect: {e}"))
         }
+        AppProbe::Grpc { service } => return grpc_health_check(upstream, service).await,
         AppProbe::Http { path } => path,
     };
     let stream = TcpStream::connect(upstream)
@@ -80,4 +81,57 @@ pub async fn probe_once(upstream: SocketAddr, probe: &AppProbe) -> Result<(), St
     } else {
         Err(format!("GET {path} answered {}", resp.status()))
     }
+}
+
+/// The standard gRPC health check (`grpc.health.v1.Health/Check`) over h2c, on a fresh
+/// connection each time like the HTTP probe, so an app that restarted is seen as it is now.
+async fn grpc_health_check(upstream: SocketAddr, service: &str) -> Result<(), String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{upstream}"))
+        .map_err(|e| format!("grpc endpoint: {e}"))?
+        .user_agent(concat!("lameduck/", env!("CARGO_PKG_VERSION")))
+        .map_err(|e| format!("grpc endpoint: {e}"))?
+        .connect()
+        .await
+        .map_err(|e| format!("connect (h2c): {}", error_chain(&e)))?;
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_string(),
+        })
+        .await
+        .map_err(|status| {
+            format!(
+                "grpc.health.v1 Check({service:?}) failed: {:?}: {}",
+                status.code(),
+                status.message()
+            )
+        })?;
+    match ServingStatus::try_from(answer.into_inner().status) {
+        Ok(ServingStatus::Serving) => Ok(()),
+        Ok(other) => Err(format!(
+            "grpc.health.v1 Check({service:?}) answered {}",
+            other.as_str_name()
+        )),
+        Err(_) => Err(format!(
+            "grpc.health.v1 Check({service:?}) answered an unknown status"
+        )),
+    }
+}
+
+/// An error and its sources on one line: tonic's transport errors say little at the top.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        // hyper-util and tonic repeat the same words at two levels; say them once.
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }

@@ -30,7 +30,7 @@ fn unknown_flag_exits_2_naming_it() {
 fn bad_values_exit_2_naming_the_flag() {
     for (flag, value) in [
         ("--shutdown-delay", "soon"),
-        ("--app-probe", "grpc"),
+        ("--app-probe", "grpc:"),
         ("--listen", "localhost"),
         ("--readiness-on-shutdown", "maybe"),
         ("--threads", "0"),

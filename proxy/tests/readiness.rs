@@ -84,3 +84,44 @@ fn tcp_and_none_probes() {
     // `none`: ready with nothing behind it.
     Lameduck::start_ready(free_addr(), &["--app-probe", "none"]);
 }
+
+#[test]
+fn grpc_probe_asks_the_standard_health_service() {
+    let app_addr = free_addr();
+    let _app = slowapp(app_addr, &["--startup-delay", "1s"]);
+    // The server as a whole (`""`), then a named service: both SERVING in slowapp.
+    let ld = Lameduck::start(app_addr, &["--app-probe", "grpc"]);
+    assert_eq!(ld.phase(), "starting", "nothing listens yet");
+    ld.wait_ready();
+    let named = Lameduck::start_ready(app_addr, &["--app-probe", "grpc:slowapp.v1.Slow"]);
+    assert_eq!(metric(&named.metrics(), "lameduck_app_ready"), Some(1.0));
+
+    // A service the app does not know is not ready, and the log says what the app answered.
+    let unknown = Lameduck::start(app_addr, &["--app-probe", "grpc:no.such.Service"]);
+    unknown.proc.wait_log("NotFound");
+    let r = get(unknown.admin, "/ready").unwrap();
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("grpc:no.such.Service"), "{}", r.text());
+    assert_eq!(unknown.phase(), "starting");
+}
+
+#[test]
+fn grpc_probe_fails_against_an_http1_only_app() {
+    // An HTTP/1.1-only server that answers anything with 200 (ready for the http probe); it
+    // cannot speak h2c, so the gRPC probe must not pass.
+    let app_addr = free_addr();
+    let listener = std::net::TcpListener::bind(app_addr).unwrap();
+    let _answerer = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let ld = Lameduck::start(app_addr, &["--app-probe", "grpc"]);
+    ld.proc.wait_log("app probe failing");
+    assert_eq!(get(ld.admin, "/ready").unwrap().status, 503);
+}

@@ -460,7 +460,7 @@ mod tests {
             start,
             end: start + 0.05,
             client: "keepalive",
-            reused: id % 2 == 0,
+            reused: id.is_multiple_of(2),
             retried: false,
             method: "GET",
             delay_ms: 50,

@@ -34,9 +34,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
-use crate::config::DataPlaneConfig;
+use crate::config::{DataPlaneConfig, UpstreamProtocol};
 pub mod fast;
 mod general;
+mod h2;
 pub mod scope;
 
 use crate::lifecycle::Lifecycle;
@@ -45,6 +46,7 @@ use crate::upstream_pool::UpstreamPool;
 use fast::head::{self, Request};
 use fast::{buffers, FastPath, Outcome};
 use general::Forwarder;
+use h2::H2Forwarder;
 use scope::hold_until_ready;
 
 /// The first bytes of every HTTP/2 prior-knowledge (h2c) connection (RFC 9113, 3.4).
@@ -63,6 +65,11 @@ pub struct DataPlane {
     high_water: Arc<AtomicUsize>,
     fast: FastPath,
     proxy: Arc<HttpProxy<Forwarder>>,
+    /// HTTP/2 clients, when their requests go to the app as HTTP/2 (`--upstream-protocol`
+    /// `auto` or `h2c`); else pingora-proxy takes them and speaks HTTP/1.1 to the app.
+    h2: Option<Arc<H2Forwarder>>,
+    /// `--upstream-protocol h2c`: HTTP/1 clients' connections go to [`H2Forwarder`] too.
+    all_h2: bool,
     lc: Arc<Lifecycle>,
     /// pingora's view of the phase: true from LameDuck on (`Connection: close`, GOAWAY).
     lame_duck: ShutdownWatch,
@@ -79,6 +86,8 @@ impl DataPlane {
         let mut options = pingora_core::apps::HttpServerOptions::default();
         options.h2c = true;
         proxy.server_options = Some(options);
+        let h2 = (args.upstream_protocol != UpstreamProtocol::Http1)
+            .then(|| Arc::new(H2Forwarder::new(args, lc.clone())));
         let fast = FastPath {
             lc: lc.clone(),
             pool,
@@ -94,6 +103,8 @@ impl DataPlane {
             high_water: Arc::new(AtomicUsize::new(0)),
             fast,
             proxy: Arc::new(proxy),
+            h2,
+            all_h2: args.upstream_protocol == UpstreamProtocol::H2c,
             lame_duck: lc.lame_duck_watch(),
             lc,
             idle_timeout: args.idle_timeout,
@@ -185,16 +196,31 @@ impl DataPlane {
         let _conn = self.lc.drain.connection();
         // Drained with this connection still open: the drain timeout cut it.
         let mut phase = self.lc.subscribe();
+        let mut to_h2 = None;
         tokio::select! {
             biased;
-            _ = self.serve(stream, peer) => {}
+            _ = self.serve(stream, peer, &mut to_h2) => {}
             _ = phase.wait_for(|p| *p == Phase::Drained) => {}
+        }
+        // Outside the cut above: an HTTP/2 connection ends its own streams at the drain
+        // timeout (trailers, RST_STREAM) before it closes.
+        if let (Some((stream, read)), Some(h2)) = (to_h2, self.h2.as_ref()) {
+            let is_h2 = read.starts_with(H2_PREFACE);
+            Arc::clone(h2).serve(stream, read, peer, is_h2).await;
         }
     }
 
     /// Serves the HTTP/1 requests of one connection in order (pipelined ones too); hands an
     /// HTTP/2 connection to pingora-proxy.
-    async fn serve(&self, mut stream: TcpStream, peer: SocketAddr) {
+    ///
+    /// A connection for [`H2Forwarder`] (HTTP/2 with `--upstream-protocol auto|h2c`, any with
+    /// `h2c`) is put in `to_h2` instead, for the caller.
+    async fn serve(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        to_h2: &mut Option<(TcpStream, Vec<u8>)>,
+    ) {
         let client_ip = peer.ip().to_string();
         // Per connection, not per request: the drain's signal, the idle timer and the app's
         // response deadline are registered once and then re-armed, which costs far less than
@@ -225,7 +251,19 @@ impl DataPlane {
                 if !buf.is_empty() {
                     let maybe_h2 = first && H2_PREFACE.starts_with(&buf[..buf.len().min(24)]);
                     if maybe_h2 && buf.len() >= H2_PREFACE.len() {
+                        if let Some(h2) = &self.h2 {
+                            // `auto` and an app without h2c: pingora-proxy, as HTTP/1.1.
+                            if self.all_h2 || h2.app_speaks_h2c().await {
+                                *to_h2 = Some((stream, buf));
+                                return;
+                            }
+                        }
                         return self.hand_to_pingora(stream, &buf).await;
+                    }
+                    if !maybe_h2 && first && self.all_h2 {
+                        // `h2c`: HTTP/1 too goes to the app as HTTP/2, through H2Forwarder.
+                        *to_h2 = Some((stream, buf));
+                        return;
                     }
                     if !maybe_h2 {
                         match head::parse_request(&buf, &client_ip) {
