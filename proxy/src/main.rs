@@ -26,7 +26,7 @@ use crate::config::{Cli, Command, LogFormat};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
-        Some(Command::Check { file }) => return check::run(&file),
+        Some(Command::Check { file, kube_version }) => return check::run(&file, kube_version),
         None => cli.run,
     };
     if let Err(e) = args.validate() {
