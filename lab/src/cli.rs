@@ -37,6 +37,12 @@ pub struct Cli {
 pub enum Command {
     /// Run rolling restarts of each scenario through each front, under open-loop load.
     Rollout(RolloutArgs),
+    /// The lab's load against one address (a real Service, from a Pod), every request as JSON
+    /// on stdout when it stops (scripts/e2e.sh).
+    Loadgen(crate::e2e::LoadgenArgs),
+    /// Report a real cluster's runs (the load generator's records and the cluster's pod events)
+    /// with the lab's table, JSON and timelines (scripts/e2e.sh).
+    E2eReport(crate::e2e::ReportArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -123,7 +129,7 @@ pub struct RolloutArgs {
     pub quiet: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
     }
@@ -152,14 +158,14 @@ fn parse_scale(s: &str) -> Result<f64, String> {
     }
 }
 
-fn positive_f64(s: &str) -> Result<f64, String> {
+pub(crate) fn positive_f64(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
         _ => Err(format!("`{s}` is not a positive number")),
     }
 }
 
-fn share(s: &str) -> Result<f64, String> {
+pub(crate) fn share(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
         _ => Err(format!("`{s}` is not a share between 0 and 1")),
