@@ -193,7 +193,7 @@ EOF
 
     NAMESPACES+=("$ns")
     kubectl delete namespace "$ns" --ignore-not-found --wait=true --timeout=180s >/dev/null
-    kubectl create namespace "$ns" >/dev/null
+    kubectl create namespace "$ns" --save-config >/dev/null
     if [[ $s == lameduck-native ]]; then
         # 1.28: native sidecars only with the SidecarContainers gate; an API server without it
         # drops restartPolicy from init containers, which a server-side dry run shows.
@@ -223,7 +223,7 @@ EOF
         conntrack -D -d "$ip" >/dev/null 2>&1 || true
     fi
 
-    kubectl -n "$ns" get pods -w -o json >"$dir/pods.json" 2>"$dir/pods.err" &
+    kubectl -n "$ns" get pods -l app=zero-downtime -w -o json >"$dir/pods.json" 2>"$dir/pods.err" &
     WATCHERS+=($!)
     kubectl -n "$ns" get endpointslices -w -o json >"$dir/endpointslices.json" 2>"$dir/endpointslices.err" &
     WATCHERS+=($!)
@@ -266,7 +266,7 @@ EOF
     kubectl -n "$ns" wait --for=condition=Ready pod/loadgen --timeout=120s >/dev/null ||
         die "$s: the load generator did not start (kubectl -n $ns describe pod loadgen)"
     rm -f "$dir/stdin.fifo" && mkfifo "$dir/stdin.fifo"
-    kubectl -n "$ns" attach -i loadgen -c loadgen <"$dir/stdin.fifo" >"$dir/attach.log" 2>&1 &
+    kubectl -n "$ns" attach -i loadgen -c loadgen <"$dir/stdin.fifo" >/dev/null 2>"$dir/attach.log" &
     local attach=$!
     exec 7>"$dir/stdin.fifo"
     # Warm-up: the load runs on settled pods first (a measurement window, not a wait for a state).

@@ -329,7 +329,8 @@ fn one_report(run: &RunSpec, front: &str) -> Result<(RunSummary, Arc<Recorder>, 
 }
 
 /// Everything the cluster and the e2e said, onto the run's clock (`t0`: the load's start).
-/// Kubernetes' timestamps have one-second resolution (eventTime: microseconds).
+/// Kubernetes' timestamps have one-second resolution, rounded down (eventTime: microseconds),
+/// so a pod's marks can be up to a second early against the requests.
 fn cluster_events(dir: &Path, t0: f64, rec: &Recorder) -> Result<()> {
     let at = |ts: &str| parse_time(ts).map(|u| u - t0);
     if let Some(text) = read_optional(&dir.join("rollouts.txt"))? {
@@ -348,14 +349,15 @@ fn cluster_events(dir: &Path, t0: f64, rec: &Recorder) -> Result<()> {
             rec.event_at(unix - t0, None, kind);
         }
     }
+    let mut pods = HashSet::new();
     if let Some(text) = read_optional(&dir.join("pods.json"))? {
-        pod_events(&text, &at, rec)?;
+        pods = pod_events(&text, &at, rec)?;
     }
     if let Some(text) = read_optional(&dir.join("endpointslices.json"))? {
         endpoint_events(&text, &at, rec)?;
     }
     if let Some(text) = read_optional(&dir.join("events.json"))? {
-        kube_events(&text, &at, rec)?;
+        kube_events(&text, &at, &pods, rec)?;
     }
     Ok(())
 }
@@ -404,7 +406,12 @@ fn binary(image: &str) -> String {
 
 /// Pod snapshots (a watch stream) to the lab's pod events: created, containers started and
 /// exited (restarts are unexpected exits), Ready changes, deletion (termination start).
-fn pod_events(text: &str, at: &impl Fn(&str) -> Option<f64>, rec: &Recorder) -> Result<()> {
+/// Returns the pods seen.
+fn pod_events(
+    text: &str,
+    at: &impl Fn(&str) -> Option<f64>,
+    rec: &Recorder,
+) -> Result<HashSet<String>> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut ready: HashMap<String, bool> = HashMap::new();
     let mut revisions: Vec<String> = Vec::new();
@@ -529,7 +536,7 @@ fn pod_events(text: &str, at: &impl Fn(&str) -> Option<f64>, rec: &Recorder) -> 
             }
         }
     }
-    Ok(())
+    Ok(seen)
 }
 
 /// EndpointSlice snapshots: when a pod's endpoint stops being ready (what kube-proxy then
@@ -586,14 +593,19 @@ fn endpoint_events(text: &str, at: &impl Fn(&str) -> Option<f64>, rec: &Recorder
     Ok(())
 }
 
-/// The kubelet's Events about pods: a failed preStop hook shows on the timeline, the rest is
-/// kept as notes in run.json.
-fn kube_events(text: &str, at: &impl Fn(&str) -> Option<f64>, rec: &Recorder) -> Result<()> {
+/// The kubelet's Events about the Deployment's pods (`pods`; not the load generator's): a failed
+/// preStop hook shows on the timeline, the rest is kept as notes in run.json.
+fn kube_events(
+    text: &str,
+    at: &impl Fn(&str) -> Option<f64>,
+    pods: &HashSet<String>,
+    rec: &Recorder,
+) -> Result<()> {
     for e in objects(text)? {
         if s(&e, &["involvedObject", "kind"]) != Some("Pod") {
             continue;
         }
-        let Some(pod) = s(&e, &["involvedObject", "name"]) else {
+        let Some(pod) = s(&e, &["involvedObject", "name"]).filter(|p| pods.contains(*p)) else {
             continue;
         };
         let time = ["eventTime", "lastTimestamp", "firstTimestamp"]
