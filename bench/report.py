@@ -111,6 +111,7 @@ def summarize(samples, meta):
         rss[t] = {
             "rss_idle_kb": idle[0]["rss_kb"] if idle else None,
             "rss_conns_kb": conns[0]["rss_kb"] if conns else None,
+            "rss_closed_kb": conns[0].get("rss_closed_kb") if conns else None,
             "conns_held": conns[0]["held"] if conns else None,
             "conns_still_open": conns[0]["still_open"] if conns else None,
         }
@@ -172,6 +173,7 @@ def table(meta, summary, rss):
     out.append(header)
     row("RSS idle (MiB)", {t: rss[t]["rss_idle_kb"] for t in targets}, "kb")
     row(f"RSS, {meta['idle_conns']} idle keep-alive conns (MiB)", {t: rss[t]["rss_conns_kb"] for t in targets}, "kb")
+    row("RSS, once they closed (MiB)", {t: rss[t]["rss_closed_kb"] for t in targets}, "kb")
     return out
 
 

@@ -36,7 +36,7 @@ Usage: bench/run.sh [options]
                        seconds per fixed-rate run (default 10)
   --rates "R1 R2"      fixed rates in requests/s (default "1000 5000")
   --connections N      wrk connections for saturation (default 50)
-  --idle-conns N       idle keep-alive connections for the RSS figure (default 1000)
+  --idle-conns N       idle keep-alive connections for the RSS figure (default 2000)
   --layouts "L1 L2"    pinned and/or unpinned (default "pinned unpinned")
   --targets "T..."     any of direct lameduck nginx haproxy (default: all four)
   --upstream KIND      nginx (default) or slowapp: the app every target forwards to
@@ -52,7 +52,7 @@ EOF
 die() { echo "bench: $*" >&2; exit 1; }
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-QUICK=0 ROUNDS=3 DURATION=8 LAT_DURATION=10 RATES="1000 5000" CONNECTIONS=50 IDLE_CONNS=1000
+QUICK=0 ROUNDS=3 DURATION=8 LAT_DURATION=10 RATES="1000 5000" CONNECTIONS=50 IDLE_CONNS=2000
 LAYOUTS="pinned unpinned" TARGETS="direct lameduck nginx haproxy" UPSTREAM_KIND=nginx
 PROFILE=release BUILD=1 PORT_BASE=28080 OUT="" LAMEDUCK_BIN=""
 while [[ $# -gt 0 ]]; do
@@ -186,6 +186,12 @@ cpu_ticks() {
 }
 
 # Resident set size in kB, summed over the given pids.
+fd_count() { # pids...: open file descriptors, summed
+    local n=0 p
+    for p in "$@"; do n=$((n + $(ls /proc/"$p"/fd 2>/dev/null | wc -l))); done
+    echo "$n"
+}
+
 rss_kb() {
     local total=0 p k v _
     for p in "$@"; do
@@ -339,8 +345,16 @@ idle_conns() { # target
     kill -TERM "$hpid"
     wait "$hpid" || true
     still=$(awk '{print $2}' "$state.end" 2>/dev/null || echo null)
-    emit "\"kind\":\"rss_conns\",\"target\":\"$t\",\"conns\":$IDLE_CONNS,\"held\":$(num "$held"),\"still_open\":$(num "$still"),\"rss_kb\":$rss"
-    log "  $IDLE_CONNS idle connections $t: RSS $rss kB ($still still open when measured)"
+    # Once they have closed: does the memory come back? (Wait until the target's descriptors
+    # are back below the held count, then 2 s more: lameduck trims its heap 1 s after a burst.)
+    local pids fds closed
+    if [[ $t == direct ]]; then pids=$(upstream_pids); else pids=$(proxy_pids "$t"); fi
+    deadline=$((SECONDS + 20))
+    while fds=$(fd_count $pids) && ((fds > held / 4)) && ((SECONDS < deadline)); do sleep 0.2; done
+    sleep 2
+    closed=$(rss_kb $pids)
+    emit "\"kind\":\"rss_conns\",\"target\":\"$t\",\"conns\":$IDLE_CONNS,\"held\":$(num "$held"),\"still_open\":$(num "$still"),\"rss_kb\":$rss,\"rss_closed_kb\":$closed"
+    log "  $IDLE_CONNS idle connections $t: RSS $rss kB ($still still open when measured), $closed kB once closed"
 }
 
 # --- the run --------------------------------------------------------------------------------------------

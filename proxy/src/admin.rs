@@ -40,6 +40,13 @@ pub struct Admin {
 
 type Resp = Response<Full<Bytes>>;
 
+/// How long an admin connection may take to send a request head, or sit idle between
+/// requests. Probes send theirs at once; the kubelet's probe timeout is 1 s by default.
+const ADMIN_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Admin connections open at once: the kubelet, a Prometheus scrape and an operator need a few.
+const ADMIN_MAX_CONNS: usize = 64;
+
 impl Admin {
     pub fn new(
         lc: Arc<Lifecycle>,
@@ -57,7 +64,13 @@ impl Admin {
     }
 
     /// Accepts admin connections until the process exits.
+    ///
+    /// Every connection must send its request head within [`ADMIN_HEAD_TIMEOUT`], idle ones
+    /// included (hyper's header-read timer runs while a keep-alive connection waits), and at
+    /// most [`ADMIN_MAX_CONNS`] are open at once: a newer one past that is closed at once. So
+    /// slow or idle clients cannot hold the plane the kubelet's probes need.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(ADMIN_MAX_CONNS));
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(conn) => conn,
@@ -66,6 +79,11 @@ impl Admin {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                self.lc.metrics.admin_connections_refused.inc();
+                drop(stream);
+                continue;
             };
             let admin = self.clone();
             let owner = self.clone();
@@ -79,7 +97,10 @@ impl Admin {
                     let flag = flag.clone();
                     async move { Ok::<_, Infallible>(admin.route(req, &flag).await) }
                 });
+                let _slot = slot;
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(ADMIN_HEAD_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), svc);
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "admin connection error");

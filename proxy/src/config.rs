@@ -114,6 +114,12 @@ pub struct RunArgs {
     #[arg(long, env = "LAMEDUCK_APP_SHUTDOWN_BUDGET", default_value = "10s", value_parser = parse_duration)]
     pub app_shutdown_budget: Duration,
 
+    /// Most client connections open at once on the data plane; past it, new connections wait
+    /// in the listen backlog. Default: half of what the file-descriptor limit leaves after 64
+    /// kept for the admin plane (each client connection may hold one to the app too).
+    #[arg(long, env = "LAMEDUCK_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
     /// Keep-alive connections from clients idle for this long are closed. Longer than the usual
     /// 60s of ingress controllers and cloud load balancers, so the client side closes first.
     #[arg(long, env = "LAMEDUCK_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
@@ -137,12 +143,6 @@ pub struct RunArgs {
     #[arg(long, env = "LAMEDUCK_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
 
-    /// Who forwards HTTP/1.1 requests: `native` is lameduck's own fast path, which takes plain
-    /// requests and hands the rest (chunked uploads, WebSocket, HTTP/1.0, h2c) to pingora-proxy;
-    /// `pingora` sends everything through pingora-proxy (slower; an escape hatch).
-    #[arg(long, env = "LAMEDUCK_FORWARDER", value_enum, default_value_t = ForwarderKind::Native)]
-    pub forwarder: ForwarderKind,
-
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, env = "LAMEDUCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -152,12 +152,6 @@ pub struct RunArgs {
 pub enum ReadinessOnShutdown {
     Fail,
     Serve,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ForwarderKind {
-    Native,
-    Pingora,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -207,6 +201,10 @@ impl fmt::Display for AppProbe {
 }
 
 /// Durations as people write them: `5s`, `250ms`, `1m30s`. A bare `0` means zero.
+/// File descriptors the default `--max-connections` leaves for the admin plane, the listeners
+/// and the logs.
+const FDS_KEPT: u64 = 64;
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
@@ -280,6 +278,17 @@ pub enum ConfigError {
 }
 
 impl RunArgs {
+    /// `--max-connections`, or the default derived from the file-descriptor limit.
+    pub fn max_connections(&self) -> usize {
+        match self.max_connections {
+            Some(n) => n as usize,
+            None => {
+                let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+                (soft.saturating_sub(FDS_KEPT) / 2).clamp(16, 1 << 20) as usize
+            }
+        }
+    }
+
     pub fn shutdown_budget(&self) -> ShutdownBudget {
         ShutdownBudget {
             shutdown_delay_max: self.shutdown_delay_max,

@@ -7,7 +7,7 @@ mod admin;
 mod check;
 mod config;
 mod data_plane;
-mod http1;
+mod memory;
 mod metrics;
 mod phase;
 mod server;

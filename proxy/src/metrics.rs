@@ -73,6 +73,9 @@ pub struct Metrics {
     pub upstream_connections_opened: IntCounter,
     pub upstream_retries: IntCounter,
     pub pingora_handoffs: IntCounter,
+    pub accept_errors: IntCounter,
+    pub connection_limit_reached: IntCounter,
+    pub admin_connections_refused: IntCounter,
 }
 
 impl Metrics {
@@ -222,7 +225,30 @@ impl Metrics {
             &registry,
             IntCounter::new(
                 "pingora_handoffs_total",
-                "Client connections handed to pingora-proxy (h2c, upgrades, chunked uploads, HTTP/1.0, malformed)",
+                "Client connections handed to pingora-proxy (HTTP/2 prior knowledge, h2c)",
+            )?,
+        )?;
+        // The fd limit reached shows here first; the data plane then backs off instead of
+        // spinning, and the limit below keeps descriptors for the admin plane's probes.
+        let accept_errors = reg(
+            &registry,
+            IntCounter::new(
+                "accept_errors_total",
+                "Failed accepts on the data plane (EMFILE: out of file descriptors)",
+            )?,
+        )?;
+        let connection_limit_reached = reg(
+            &registry,
+            IntCounter::new(
+                "connection_limit_reached_total",
+                "Times the data plane stopped accepting because --max-connections client connections were open",
+            )?,
+        )?;
+        let admin_connections_refused = reg(
+            &registry,
+            IntCounter::new(
+                "admin_connections_refused_total",
+                "Admin-plane connections closed at once because too many were open",
             )?,
         )?;
         let build_info = reg(
@@ -257,6 +283,9 @@ impl Metrics {
             upstream_connections_opened,
             upstream_retries,
             pingora_handoffs,
+            accept_errors,
+            connection_limit_reached,
+            admin_connections_refused,
         })
     }
 

@@ -70,6 +70,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (accept_tx, accept_rx) = watch::channel(false);
     let (cut_tx, cut_rx) = watch::channel(false);
     let conns = ConnTracker::new(lc.clone());
+    tokio::spawn(crate::memory::trim_after_bursts(conns.watch()));
 
     let pool = Arc::new(UpstreamPool::new(
         args.upstream,

@@ -61,6 +61,12 @@ pub struct Lameduck {
 impl Lameduck {
     /// Starts lameduck with short test timings; `extra` flags come last and win.
     pub fn start(upstream: SocketAddr, extra: &[&str]) -> Lameduck {
+        Lameduck::start_under(&[], upstream, extra)
+    }
+
+    /// [`Lameduck::start`] as the argument of `wrapper` (e.g. `prlimit --nofile=128`).
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn start_under(wrapper: &[&str], upstream: SocketAddr, extra: &[&str]) -> Lameduck {
         // Port 0, and the ports lameduck bound read back from its start-up line: a port found
         // free beforehand can be taken by another test before lameduck binds it.
         let mut args: Vec<String> = [
@@ -87,7 +93,15 @@ impl Lameduck {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        let proc = Proc::spawn("lameduck", lameduck_bin(), &args);
+        let proc = match wrapper.split_first() {
+            None => Proc::spawn("lameduck", lameduck_bin(), &args),
+            Some((program, rest)) => {
+                let mut all: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+                all.push(lameduck_bin().display().to_string());
+                all.extend(args);
+                Proc::spawn("lameduck", PathBuf::from(program), &all)
+            }
+        };
         let started = proc.wait_log("lameduck started");
         let addr = |field: &str| -> SocketAddr {
             let prefix = format!("{field}=");

@@ -31,8 +31,8 @@ enum State {
 
 /// The app's chunked framing is broken: the client connection must be cut, not finished.
 #[derive(Debug, thiserror::Error)]
-#[error("malformed chunked body from the app ({0})")]
-pub struct BadChunk(&'static str);
+#[error("malformed chunked body ({0})")]
+pub struct BadChunk(pub &'static str);
 
 impl ChunkedEnd {
     /// Scans `data`. Returns `Some(n)` when the body ends after the first `n` bytes of it,

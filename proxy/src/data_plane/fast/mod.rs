@@ -7,10 +7,14 @@
 //! needs far less than a general proxy: no routing, no cache, no TLS, one upstream. So a request
 //! whose framing is unambiguous is forwarded here, in the connection's own task, with one read
 //! and one write per direction for small messages and no per-request task or channel;
-//! everything else (see [`head`]) goes to pingora-proxy, which stays the reference.
+//! and it is lameduck's only HTTP/1 forwarder, so every HTTP/1 request (chunked uploads,
+//! HTTP/1.0, `Expect`, absolute-form, WebSocket upgrades, malformed heads) meets one set of
+//! rules ([`head`]). pingora-proxy serves HTTP/2 only.
 //!
-//! Bodies are forwarded in the framing they came in. Errors are answered like pingora's path
-//! answers them (same statuses, same texts), and counted the same way.
+//! Bodies are forwarded in the framing they came in, except a close-delimited response to an
+//! HTTP/1.1 client, which is re-framed as chunked so that a body the app cut short is seen to
+//! be cut. Once a response head has gone to the client, a failure never writes a byte more: the
+//! connection is closed (reset, when a close would look like the end of the body).
 
 pub mod body;
 pub mod buffers;
@@ -30,7 +34,7 @@ use crate::metrics::UpstreamErrorKind;
 use crate::phase::Lifecycle;
 use crate::upstream_pool::UpstreamPool;
 use body::ChunkedEnd;
-use head::{Framing, RequestPlan, Response, ResponsePlan};
+use head::{BodyFraming, Framing, RequestPlan, Response, ResponseContext, ResponsePlan};
 
 /// How much a read asks for at once; a body larger than this streams through in pieces.
 const READ_CHUNK: usize = 16 * 1024;
@@ -44,6 +48,9 @@ pub enum Outcome {
     /// with unread bytes sends a reset, which can destroy the response before the client reads
     /// it. So: send FIN, drain what comes for a moment, then close (nginx's lingering close).
     CloseLingering,
+    /// The response was cut after its head went out and a plain close would look like its
+    /// end (a close-delimited body): reset the connection instead.
+    Abort,
 }
 
 /// Everything the fast path needs, shared by all connections.
@@ -63,6 +70,11 @@ enum Failure {
     Upstream(UpstreamErrorKind, String),
     /// The app failed mid-response: the client connection can only be cut.
     UpstreamMidResponse(UpstreamErrorKind, String),
+    /// The same, for a body whose end is the connection's close: only a reset tells.
+    UpstreamMidResponseUntilClose(UpstreamErrorKind, String),
+    /// The client's body is malformed (a bad chunk): answered 400, the app's connection
+    /// dropped (it has part of a request).
+    BadRequest(&'static str),
     /// The client went away, or stopped sending or reading: nothing to answer.
     Client,
 }
@@ -80,12 +92,13 @@ impl FastPath {
         let arrived = Instant::now();
         let phase = self.lc.phase();
         self.lc.note_arrival();
-        let _in_flight = crate::data_plane::InFlight::new(self.lc.clone());
+        let _in_flight = crate::data_plane::scope::InFlight::new(self.lc.clone());
         let (status, outcome) = match self.exchange(client, buf, plan, deadline).await {
             Ok((status, outcome)) => (Some(status), outcome),
             Err(Failure::Client) => (None, Outcome::Close),
             Err(Failure::Upstream(kind, error)) => {
-                let (code, body) = crate::data_plane::upstream_error_response(kind, self.upstream);
+                let (code, body) =
+                    crate::data_plane::scope::upstream_error_response(kind, self.upstream);
                 self.upstream_failed(kind, code, &error);
                 let _ = self.write(client, &error_response(code, &body)).await;
                 (Some(code), Outcome::Close)
@@ -94,11 +107,37 @@ impl FastPath {
                 self.upstream_failed(kind, 0, &error);
                 (None, Outcome::Close)
             }
+            Err(Failure::UpstreamMidResponseUntilClose(kind, error)) => {
+                self.upstream_failed(kind, 0, &error);
+                (None, Outcome::Abort)
+            }
+            Err(Failure::BadRequest(why)) => {
+                let _ = self
+                    .write(
+                        client,
+                        &error_response(400, &format!("lameduck: bad request: {why}\n")),
+                    )
+                    .await;
+                (Some(400), Outcome::CloseLingering)
+            }
         };
         self.lc
             .metrics
             .request_done(phase, status, arrived.elapsed());
         outcome
+    }
+
+    /// Answers a request lameduck refuses (malformed, ambiguous framing) and ends the
+    /// connection: after a head that cannot be read, nothing on it can be.
+    pub async fn reject(&self, mut client: TcpStream, code: u16, why: &str) {
+        self.lc.note_arrival();
+        let phase = self.lc.phase();
+        let body = format!("lameduck: bad request: {why}\n");
+        let _ = self.write(&mut client, &error_response(code, &body)).await;
+        self.lc
+            .metrics
+            .request_done(phase, Some(code), Duration::ZERO);
+        crate::data_plane::linger_close(client).await;
     }
 
     fn upstream_failed(&self, kind: UpstreamErrorKind, status: u16, error: &str) {
@@ -115,11 +154,28 @@ impl FastPath {
     ) -> Result<(u16, Outcome), Failure> {
         // The head and whatever part of the body came with it go to the app in one write.
         let in_buf = buf.len() - plan.head_len;
-        let first = usize::try_from(plan.body_len).map_or(in_buf, |n| n.min(in_buf));
+        let mut rest = match plan.body {
+            BodyFraming::Length(n) => {
+                let first = usize::try_from(n).map_or(in_buf, |n| n.min(in_buf));
+                Remaining::Length(n - first as u64, first)
+            }
+            BodyFraming::Chunked => {
+                let mut end = ChunkedEnd::default();
+                match end.feed(&buf[plan.head_len..]) {
+                    Ok(Some(k)) => Remaining::Length(0, k),
+                    Ok(None) => Remaining::Chunked(end, in_buf),
+                    Err(e) => return Err(Failure::BadRequest(e.0)),
+                }
+            }
+        };
+        let first = rest.first();
         let mut request = std::mem::take(&mut plan.upstream_head);
         request.extend_from_slice(&buf[plan.head_len..plan.head_len + first]);
         buf.drain(..plan.head_len + first);
-        let rest = plan.body_len - first as u64;
+        if plan.expect_continue && first == 0 && !rest.done() {
+            // The client waits for this before it sends the body (RFC 9110, 10.1.1).
+            self.write(client, b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        }
 
         let mut ubuf = buffers::take();
         let mut retried = false;
@@ -135,7 +191,7 @@ impl FastPath {
             // any byte of a response: the race of RFC 9112, 9.6. The request is sent again
             // on a new connection if the app cannot have acted on it: the write itself
             // failed, or it is idempotent and nothing of it remains unsent.
-            let may_retry = conn.reused && !retried && rest == 0;
+            let may_retry = conn.reused && !retried && rest.done();
             if let Err(e) = self.write_upstream(&mut up, &request).await {
                 if may_retry {
                     retried = true;
@@ -144,18 +200,21 @@ impl FastPath {
                 }
                 return Err(closed(e));
             }
-            if rest > 0 {
+            if !rest.done() {
                 let timeouts = (self.client_read_timeout, self.upstream_timeout);
-                if !send_body(client, &mut up, rest, buf, timeouts).await? {
+                match send_body(client, &mut up, &mut rest, buf, timeouts).await {
+                    Ok(true) => {}
                     // The app answered before it had the whole body (a 413, a 401 on an
                     // upload). Its answer is the client's; the rest of the body is still in
                     // the client's socket, so this connection ends after it, and so does the
                     // app's, whose state we cannot know.
-                    plan.client_close = true;
-                    app_reusable = false;
+                    Ok(false) => {
+                        plan.client_close = true;
+                        app_reusable = false;
+                        buf.clear();
+                    }
+                    Err(e) => return Err(e),
                 }
-                // `buf` was the scratch space: nothing in it is the client's next request.
-                buf.clear();
             }
             ubuf.clear();
             match self
@@ -172,6 +231,9 @@ impl FastPath {
                 Err(e) => return Err(e),
             }
         };
+        if resp.switching {
+            return self.tunnel(client, up, buf, ubuf, resp).await;
+        }
         let status = resp.status;
         let close = resp.closes_client;
         let reusable = self
@@ -188,6 +250,30 @@ impl FastPath {
             (false, true) => Outcome::KeepAlive,
         };
         Ok((status, outcome))
+    }
+
+    /// After a 101: the connection is a tunnel between the client and the app (WebSocket),
+    /// until either side closes it or the drain timeout cuts it. Bytes each side sent early
+    /// (the client's first frames, the app's after its 101) are passed on first.
+    async fn tunnel(
+        &self,
+        client: &mut TcpStream,
+        mut up: TcpStream,
+        buf: &mut Vec<u8>,
+        ubuf: Vec<u8>,
+        resp: ResponsePlan,
+    ) -> Result<(u16, Outcome), Failure> {
+        let mut out = resp.client_head;
+        out.extend_from_slice(&ubuf[resp.head_len..]);
+        self.write(client, &out).await?;
+        buffers::give(out);
+        buffers::give(ubuf);
+        if !buf.is_empty() {
+            self.write_upstream(&mut up, buf).await.map_err(closed)?;
+            buf.clear();
+        }
+        let _ = tokio::io::copy_bidirectional(client, &mut up).await;
+        Ok((resp.status, Outcome::Close))
     }
 
     /// Reads the app's response head into `ubuf`, passing interim (1xx) responses on to the
@@ -209,10 +295,20 @@ impl FastPath {
             if !ubuf.is_empty() {
                 // Decided as late as possible: a response finishing after the window opened
                 // must still carry `Connection: close`.
-                let close = plan.client_close || self.lc.phase().is_shutting_down();
-                match head::parse_response(ubuf, plan.is_head, close) {
+                let cx = ResponseContext {
+                    is_head: plan.is_head,
+                    close_client: plan.client_close || self.lc.phase().is_shutting_down(),
+                    http10: plan.http10,
+                    upgrade: plan.upgrade,
+                };
+                match head::parse_response(ubuf, cx) {
                     Response::Forward(resp) if resp.interim => {
-                        self.write(client, &resp.client_head).await?;
+                        // An HTTP/1.0 client knows no 1xx (RFC 9110, 15.2); and lameduck
+                        // answered `100-continue` itself.
+                        let ours = resp.status == 100 && plan.expect_continue;
+                        if !plan.http10 && !ours {
+                            self.write(client, &resp.client_head).await?;
+                        }
                         ubuf.drain(..resp.head_len);
                         continue;
                     }
@@ -296,11 +392,38 @@ impl FastPath {
                 }
                 Ok(!extra && resp.upstream_reusable)
             }
+            Framing::UntilClose if resp.rechunk => {
+                // Each piece as a chunk, the last chunk only at the app's clean EOF: a body the
+                // app cut short (reset, stall) ends without it, which every client detects.
+                push_chunk(&mut out, body);
+                self.write(client, &out).await?;
+                buffers::give(std::mem::take(&mut out));
+                let mut framed = buffers::take();
+                loop {
+                    let n = self.next_piece(up, ubuf).await?;
+                    framed.clear();
+                    if n == 0 {
+                        framed.extend_from_slice(b"0\r\n\r\n");
+                        self.write(client, &framed).await?;
+                        break;
+                    }
+                    push_chunk(&mut framed, ubuf);
+                    self.write(client, &framed).await?;
+                }
+                buffers::give(framed);
+                Ok(false)
+            }
             Framing::UntilClose => {
                 out.extend_from_slice(body);
                 self.write(client, &out).await?;
                 buffers::give(std::mem::take(&mut out));
-                while self.next_piece(up, ubuf).await? > 0 {
+                let until_close = |f| match f {
+                    Failure::UpstreamMidResponse(kind, e) => {
+                        Failure::UpstreamMidResponseUntilClose(kind, e)
+                    }
+                    other => other,
+                };
+                while self.next_piece(up, ubuf).await.map_err(until_close)? > 0 {
                     self.write(client, ubuf).await?;
                 }
                 Ok(false)
@@ -361,46 +484,105 @@ impl FastPath {
     }
 }
 
-/// Streams the rest of a request body (`len` bytes) from the client to the app, never reading
-/// past it (what follows may be the client's next request). Returns false when the app began
-/// to answer before it had the whole body: the sending stops there.
+/// What is left of a request body after the part that came with its head.
+enum Remaining {
+    /// This many bytes (after `first` in the client's buffer).
+    Length(u64, usize),
+    /// A chunked body whose end has not been seen yet.
+    Chunked(ChunkedEnd, usize),
+}
+
+impl Remaining {
+    /// Bytes of body that came with the head.
+    fn first(&self) -> usize {
+        match self {
+            Remaining::Length(_, first) | Remaining::Chunked(_, first) => *first,
+        }
+    }
+
+    fn done(&self) -> bool {
+        matches!(self, Remaining::Length(0, _))
+    }
+}
+
+/// Streams the rest of a request body from the client to the app, never forwarding past its
+/// end: what follows may be the client's next request (pipelining), and stays in `buf`.
+/// Returns false when the app began to answer before it had the whole body: the sending
+/// stops there.
 async fn send_body(
     client: &mut TcpStream,
     up: &mut TcpStream,
-    len: u64,
-    scratch: &mut Vec<u8>,
+    rest: &mut Remaining,
+    buf: &mut Vec<u8>,
     (read_timeout_each, write_timeout): (Duration, Duration),
 ) -> Result<bool, Failure> {
-    let mut left = len;
     let mut probe = [0u8; 1];
     let (mut answer, mut to_app) = up.split();
-    while left > 0 {
-        scratch.clear();
-        reserve(scratch);
-        let mut limited = (&mut *client).take(left);
+    // Bytes of the client's next request read past a chunked body's end.
+    let mut next_request: Option<usize> = None;
+    while !rest.done() {
+        buf.clear();
+        reserve(buf);
+        let read = async {
+            match rest {
+                Remaining::Length(left, _) => (&mut *client).take(*left).read_buf(buf).await,
+                Remaining::Chunked(..) => client.read_buf(buf).await,
+            }
+        };
         // `peek`, not `readable`: a readiness left over from the connection's last response
         // must not pass for an answer.
         let n = tokio::select! {
             biased;
             _ = answer.peek(&mut probe) => return Ok(false),
-            read = tokio::time::timeout(read_timeout_each, limited.read_buf(scratch)) => match read {
+            read = tokio::time::timeout(read_timeout_each, read) => match read {
                 Ok(Ok(n)) if n > 0 => n,
                 _ => return Err(Failure::Client),
+            },
+        };
+        let send = match rest {
+            Remaining::Length(left, first) => {
+                *rest = Remaining::Length(*left - n as u64, *first);
+                n
+            }
+            Remaining::Chunked(end, first) => match end.feed(&buf[..n]) {
+                Ok(Some(k)) => {
+                    next_request = Some(k);
+                    *rest = Remaining::Length(0, *first);
+                    k
+                }
+                Ok(None) => n,
+                Err(e) => return Err(Failure::BadRequest(e.0)),
             },
         };
         tokio::select! {
             biased;
             _ = answer.peek(&mut probe) => return Ok(false),
-            written = tokio::time::timeout(write_timeout, to_app.write_all(&scratch[..n])) => {
+            written = tokio::time::timeout(write_timeout, to_app.write_all(&buf[..send])) => {
                 match written {
                     Ok(written) => written.map_err(closed)?,
                     Err(_) => return Err(closed(io::ErrorKind::TimedOut.into())),
                 }
             }
         }
-        left -= n as u64;
+    }
+    match next_request {
+        Some(k) => {
+            buf.drain(..k);
+        }
+        // `buf` was the scratch space: nothing in it is the client's next request.
+        None => buf.clear(),
     }
     Ok(true)
+}
+
+/// Appends `data` as one chunk (nothing for no data: an empty chunk is the last one).
+fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The app failed while its response body was being forwarded.

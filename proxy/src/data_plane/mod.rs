@@ -1,0 +1,401 @@
+//! The data plane: every client connection, from accept to close, and how each request is
+//! forwarded to the app.
+//!
+//! Three rooms, each doing one job, and one shared request scope:
+//! - [`DataPlane`] (this module) owns the *connection*: it accepts (until the drain begins), waits for a
+//!   request while the connection is idle (and closes idle connections when draining begins),
+//!   detects HTTP/2 (h2c), counts connections for the drain, and cuts them at the drain timeout.
+//! - [`fast::FastPath`] forwards every HTTP/1 request, in the connection's own task: one
+//!   reading of HTTP/1 framing for all of them ([`fast::head`]).
+//! - [`general::Forwarder`], a pingora-proxy `ProxyHttp`, takes HTTP/2 (h2c) connections.
+//!
+//! - [`scope`]: what both forwarders share per request (holding it for the app, counting it,
+//!   the error answers).
+//!
+//! Both forwarders hold early requests until the app is ready, add `Connection: close` once
+//! the shutdown has begun, turn failures into 502/503/504 responses that say what happened,
+//! and count everything the same way.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::Stream;
+use pingora_core::protocols::{GetSocketDigest, SocketDigest};
+use pingora_core::server::ShutdownWatch;
+use pingora_proxy::HttpProxy;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Sleep;
+
+use crate::config::RunArgs;
+pub mod fast;
+mod general;
+pub mod scope;
+
+use crate::phase::{Lifecycle, Phase};
+use crate::upstream_pool::UpstreamPool;
+use fast::head::{self, Request};
+use fast::{buffers, FastPath, Outcome};
+use general::Forwarder;
+use scope::hold_until_ready;
+
+/// The first bytes of every HTTP/2 prior-knowledge (h2c) connection (RFC 9113, 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Signals the data plane receives from the shutdown driver.
+#[derive(Clone)]
+pub struct Controls {
+    /// Becomes true when the lame-duck window opens: pingora then answers HTTP/1.1 with
+    /// `Connection: close` and sends HTTP/2 GOAWAY.
+    pub lame_duck: ShutdownWatch,
+    /// Becomes true when the drain begins: the listener closes.
+    pub stop_accepting: watch::Receiver<bool>,
+    /// Becomes true at the drain timeout: every connection still open is cut.
+    pub cut: watch::Receiver<bool>,
+}
+
+/// The first pause after a failed accept, and the longest.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Per-connection handling; see the module docs.
+pub struct DataPlane {
+    /// One permit per client connection that may be open (`--max-connections`).
+    slots: Arc<tokio::sync::Semaphore>,
+    max_connections: usize,
+    fast: FastPath,
+    proxy: Arc<HttpProxy<Forwarder>>,
+    lc: Arc<Lifecycle>,
+    controls: Controls,
+    conns: ConnTracker,
+    idle_timeout: Duration,
+    client_read_timeout: Duration,
+    startup_hold: Duration,
+    upstream: SocketAddr,
+}
+
+impl DataPlane {
+    pub fn new(
+        args: &RunArgs,
+        lc: Arc<Lifecycle>,
+        controls: Controls,
+        conns: ConnTracker,
+        pool: Arc<UpstreamPool>,
+    ) -> Self {
+        let conf = Arc::new(pingora_core::server::configuration::ServerConf::default());
+        let mut proxy = pingora_proxy::http_proxy(&conf, Forwarder::new(args, lc.clone()));
+        let mut options = pingora_core::apps::HttpServerOptions::default();
+        options.h2c = true;
+        proxy.server_options = Some(options);
+        let fast = FastPath {
+            lc: lc.clone(),
+            pool,
+            upstream: args.upstream,
+            client_read_timeout: args.client_read_timeout,
+            upstream_timeout: args.upstream_timeout,
+            client_write_timeout: args.idle_timeout,
+        };
+        let max_connections = args.max_connections();
+        DataPlane {
+            slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+            max_connections,
+            fast,
+            proxy: Arc::new(proxy),
+            lc,
+            controls,
+            conns,
+            idle_timeout: args.idle_timeout,
+            client_read_timeout: args.client_read_timeout,
+            startup_hold: args.startup_hold,
+            upstream: args.upstream,
+        }
+    }
+
+    /// Accepts connections until the drain begins, then closes the listener: from then on a
+    /// connection attempt is refused, which every front retries elsewhere.
+    ///
+    /// At most `--max-connections` client connections are open at once: past that, new ones
+    /// wait in the listen backlog. That keeps file descriptors for the app's connections and
+    /// for the admin plane, whose `/ready` the kubelet must still reach when slow or idle
+    /// clients hold the data plane. An accept that fails (EMFILE) is retried with a backoff
+    /// of up to a second, logged once a second at most, not in a tight loop.
+    pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        let mut stop = self.controls.stop_accepting.clone();
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        let mut last_log: Option<tokio::time::Instant> = None;
+        let mut failures = 0u64;
+        loop {
+            let permit = match self.slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    self.lc.metrics.connection_limit_reached.inc();
+                    tracing::warn!(
+                        max_connections = self.max_connections,
+                        "connection limit reached; new connections wait in the backlog"
+                    );
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|s| *s) => break,
+                        p = self.slots.clone().acquire_owned() => match p {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    }
+                }
+            };
+            let accepted = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(self.clone().connection(stream, peer, permit));
+                }
+                // Out of file descriptors, or a connection reset before we took it: keep
+                // serving the others, and back off so an EMFILE does not spin.
+                Err(e) => {
+                    self.lc.metrics.accept_errors.inc();
+                    failures += 1;
+                    let now = tokio::time::Instant::now();
+                    if last_log.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+                        tracing::warn!(error = %e, failures, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                        last_log = Some(now);
+                        failures = 0;
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|s| *s) => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+            }
+        }
+        tracing::debug!("listener closed");
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        _slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let _conn = self.conns.open();
+        let mut cut = self.controls.cut.clone();
+        tokio::select! {
+            biased;
+            _ = self.serve(stream, peer) => {}
+            _ = cut.wait_for(|c| *c) => {}
+        }
+    }
+
+    /// Serves the HTTP/1 requests of one connection in order (pipelined ones too); hands an
+    /// HTTP/2 connection to pingora-proxy.
+    async fn serve(&self, mut stream: TcpStream, peer: SocketAddr) {
+        let client_ip = peer.ip().to_string();
+        // Per connection, not per request: the drain's signal, the idle timer and the app's
+        // response deadline are registered once and then re-armed, which costs far less than
+        // a watch subscription and two timers registered and dropped for every request.
+        let draining = self.lc.reached(Phase::Draining);
+        tokio::pin!(draining);
+        let idle = tokio::time::sleep(self.idle_timeout);
+        tokio::pin!(idle);
+        let response_deadline = tokio::time::sleep(self.idle_timeout);
+        tokio::pin!(response_deadline);
+        // Taken when a request arrives and given back while the connection is idle: a thousand
+        // idle keep-alive connections (an ingress controller's pool) then hold no buffers.
+        let mut buf: Vec<u8> = Vec::new();
+        let mut first = true;
+        loop {
+            if buf.is_empty()
+                && !self
+                    .wait_for_request(&stream, draining.as_mut(), idle.as_mut())
+                    .await
+            {
+                return;
+            }
+            if buf.capacity() == 0 {
+                buf = buffers::take();
+            }
+            let deadline = tokio::time::Instant::now() + self.client_read_timeout;
+            let plan = loop {
+                if !buf.is_empty() {
+                    let maybe_h2 = first && H2_PREFACE.starts_with(&buf[..buf.len().min(24)]);
+                    if maybe_h2 && buf.len() >= H2_PREFACE.len() {
+                        return self.hand_to_pingora(stream, &buf).await;
+                    }
+                    if !maybe_h2 {
+                        match head::parse_request(&buf, &client_ip) {
+                            Request::Partial => {}
+                            Request::Forward(plan) => break plan,
+                            Request::Reject(code, why) => {
+                                return self.fast.reject(stream, code, why).await;
+                            }
+                        }
+                    }
+                }
+                if buf.capacity() - buf.len() < 1024 {
+                    buf.reserve(4096);
+                }
+                match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(_) => return,
+                    // A client trickling its head (slowloris) is dropped without a word, as
+                    // nginx does: it is not reading anyway.
+                    Err(_) => return,
+                }
+            };
+            first = false;
+            if self.lc.phase() == Phase::Starting && !self.lc.app_ready() {
+                if let Err(refusal) =
+                    hold_until_ready(&self.lc, self.startup_hold, self.upstream).await
+                {
+                    let _ = stream.try_write(&fast::error_response(503, &refusal));
+                    return;
+                }
+            }
+            let deadline = response_deadline.as_mut();
+            match self
+                .fast
+                .forward(&mut stream, &mut buf, plan, deadline)
+                .await
+            {
+                Outcome::KeepAlive => {}
+                Outcome::Close => return,
+                Outcome::CloseLingering => return linger_close(stream).await,
+                Outcome::Abort => return abort(stream),
+            }
+            if buf.is_empty() {
+                buffers::give(std::mem::take(&mut buf));
+            }
+        }
+    }
+
+    /// Waits while the connection is idle. Returns false when it should close instead: the
+    /// client closed it, it was idle too long, or draining began.
+    ///
+    /// Idle connections close when draining begins, not earlier: closing an idle keep-alive
+    /// connection races with a client sending on it at that instant (RFC 9112, 9.6), and a POST
+    /// lost in that race cannot be retried. The rollout lab lost POSTs this way through all
+    /// three fronts when idle connections were closed as the window opened. During the window
+    /// every response carries `Connection: close`, which moves clients elsewhere with no race;
+    /// by the end of the window (quiet period) the fronts have stopped sending here.
+    async fn wait_for_request(
+        &self,
+        stream: &TcpStream,
+        draining: Pin<&mut impl Future<Output = ()>>,
+        mut idle: Pin<&mut Sleep>,
+    ) -> bool {
+        idle.as_mut()
+            .reset(tokio::time::Instant::now() + self.idle_timeout);
+        tokio::select! {
+            biased;
+            ready = stream.readable() => ready.is_ok(),
+            // Polled only here, and the connection ends when it fires: never polled again
+            // after it completed.
+            _ = draining => {
+                self.lc.metrics.idle_closed.inc();
+                false
+            }
+            _ = idle => false,
+        }
+    }
+
+    /// Gives an HTTP/2 (h2c) connection to pingora-proxy, with the bytes already read put
+    /// back in front. pingora runs the connection (every stream in its own task) and sends
+    /// GOAWAY when the window opens.
+    async fn hand_to_pingora(&self, stream: TcpStream, read: &[u8]) {
+        self.lc.metrics.pingora_handoffs.inc();
+        let mut l4 = L4Stream::from(stream);
+        // pingora reads the client address (X-Forwarded-For) from the socket digest.
+        l4.set_socket_digest(SocketDigest::from_raw_fd(l4.as_raw_fd()));
+        l4.rewind(read);
+        let stream: Stream = Box::new(l4);
+        ServerApp::process_new(&self.proxy, stream, &self.controls.lame_duck).await;
+    }
+}
+
+/// Resets a connection (SO_LINGER 0): for a response cut mid-body whose end a plain close
+/// would fake.
+fn abort(stream: TcpStream) {
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+}
+
+/// How long a lingering close waits for the client to stop sending.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Closes a connection whose client may still be sending a body: FIN first, then read and
+/// discard until the client closes too or [`LINGER`] passes, so the response already written
+/// is not destroyed by a reset.
+pub(crate) async fn linger_close(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.shutdown().await;
+    // On the heap: an array here would grow every connection task's future by its size.
+    let mut sink = buffers::take();
+    let _ = tokio::time::timeout(LINGER, async {
+        loop {
+            sink.clear();
+            if !matches!(stream.read_buf(&mut sink).await, Ok(n) if n > 0) {
+                break;
+            }
+        }
+    })
+    .await;
+    buffers::give(sink);
+}
+
+/// Counts open client connections so the drain knows when the last one has closed.
+#[derive(Clone)]
+pub struct ConnTracker {
+    count: watch::Sender<usize>,
+    lc: Arc<Lifecycle>,
+}
+
+impl ConnTracker {
+    pub fn new(lc: Arc<Lifecycle>) -> Self {
+        ConnTracker {
+            count: watch::channel(0).0,
+            lc,
+        }
+    }
+
+    fn open(&self) -> ConnGuard {
+        self.count.send_modify(|c| *c += 1);
+        self.lc.metrics.open_connections.inc();
+        ConnGuard {
+            tracker: self.clone(),
+        }
+    }
+
+    /// The number of open client connections, as it changes.
+    pub fn watch(&self) -> watch::Receiver<usize> {
+        self.count.subscribe()
+    }
+
+    /// Waits until no client connection is open.
+    pub async fn all_closed(&self) {
+        let mut rx = self.count.subscribe();
+        let _ = rx.wait_for(|c| *c == 0).await;
+    }
+}
+
+struct ConnGuard {
+    tracker: ConnTracker,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.tracker.count.send_modify(|c| *c -= 1);
+        self.tracker.lc.metrics.open_connections.dec();
+    }
+}
