@@ -225,7 +225,7 @@ EOF
 
     kubectl -n "$ns" get pods -l app=zero-downtime -w -o json >"$dir/pods.json" 2>"$dir/pods.err" &
     WATCHERS+=($!)
-    kubectl -n "$ns" get endpointslices -w -o json >"$dir/endpointslices.json" 2>"$dir/endpointslices.err" &
+    kubectl -n "$ns" get endpointslices -w -o json --show-managed-fields >"$dir/endpointslices.json" 2>"$dir/endpointslices.err" &
     WATCHERS+=($!)
 
     cat >"$dir/loadgen.yaml" <<EOF

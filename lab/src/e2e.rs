@@ -540,11 +540,22 @@ fn pod_events(
 }
 
 /// EndpointSlice snapshots: when a pod's endpoint stops being ready (what kube-proxy then
-/// applies, after its own sync delay, which no object records).
+/// applies, after its own sync delay, which no object records). The time is the slice's
+/// `endpoints.kubernetes.io/last-change-trigger-time` (the pod change it publishes), else its
+/// last managedFields write (kubectl shows those only with --show-managed-fields).
 fn endpoint_events(text: &str, at: &impl Fn(&str) -> Option<f64>, rec: &Recorder) -> Result<()> {
     let mut ready: BTreeMap<String, bool> = BTreeMap::new();
     for slice in objects(text)? {
-        let time = slice
+        let trigger = s(
+            &slice,
+            &[
+                "metadata",
+                "annotations",
+                "endpoints.kubernetes.io/last-change-trigger-time",
+            ],
+        )
+        .and_then(at);
+        let written = slice
             .get("metadata")
             .and_then(|m| m.get("managedFields"))
             .and_then(Value::as_array)
@@ -552,7 +563,9 @@ fn endpoint_events(text: &str, at: &impl Fn(&str) -> Option<f64>, rec: &Recorder
             .flatten()
             .filter_map(|f| s(f, &["time"]).and_then(at))
             .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
-        let Some(t) = time else { continue };
+        // An update with neither (the controller leaves the annotation off some) still moves
+        // the state on, unmarked: no time is made up for it.
+        let time = trigger.or(written);
         let mut now: BTreeMap<String, bool> = BTreeMap::new();
         for e in slice
             .get("endpoints")
@@ -570,6 +583,7 @@ fn endpoint_events(text: &str, at: &impl Fn(&str) -> Option<f64>, rec: &Recorder
             }
         }
         for (pod, was) in &ready {
+            let Some(t) = time else { break };
             if *was && !now.get(pod).copied().unwrap_or(false) {
                 rec.event_at(
                     t,
