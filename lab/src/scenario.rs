@@ -38,7 +38,7 @@ impl Scenario {
         pod.containers
             .iter()
             .chain(&pod.sidecars)
-            .any(|c| crate::pod::binary_for_image(&c.image) == Some("lameduck"))
+            .any(|c| crate::cluster::pod::binary_for_image(&c.image) == Some("lameduck"))
     }
 }
 

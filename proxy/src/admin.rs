@@ -11,7 +11,6 @@
 //! - `GET|POST /drain` starts the shutdown (as SIGTERM does) and answers once Drained.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -25,14 +24,16 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{AppProbe, ReadinessOnShutdown};
-use crate::phase::{Lifecycle, Phase};
+use crate::config::{AdminConfig, ReadinessOnShutdown};
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+use crate::phase::Phase;
 
 pub struct Admin {
     lc: Arc<Lifecycle>,
-    readiness_on_shutdown: ReadinessOnShutdown,
-    upstream: SocketAddr,
-    app_probe: AppProbe,
+    config: AdminConfig,
+    /// Rendered for `/metrics`.
+    metrics: Arc<Metrics>,
     /// How many `/drain` callers are still waiting for (or being sent) their answer; the process
     /// does not exit while this is above zero.
     drain_waiters: watch::Sender<usize>,
@@ -48,17 +49,11 @@ const ADMIN_HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5
 const ADMIN_MAX_CONNS: usize = 64;
 
 impl Admin {
-    pub fn new(
-        lc: Arc<Lifecycle>,
-        readiness_on_shutdown: ReadinessOnShutdown,
-        upstream: SocketAddr,
-        app_probe: AppProbe,
-    ) -> Arc<Self> {
+    pub fn new(lc: Arc<Lifecycle>, metrics: Arc<Metrics>, config: AdminConfig) -> Arc<Self> {
         Arc::new(Admin {
             lc,
-            readiness_on_shutdown,
-            upstream,
-            app_probe,
+            config,
+            metrics,
             drain_waiters: watch::channel(0).0,
         })
     }
@@ -120,7 +115,7 @@ impl Admin {
             (&Method::GET | &Method::HEAD, "/live") => text(StatusCode::OK, "live\n"),
             (&Method::GET, "/metrics") => Response::builder()
                 .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
-                .body(Full::new(Bytes::from(self.lc.metrics.render())))
+                .body(Full::new(Bytes::from(self.metrics.render())))
                 .expect("static response"),
             (&Method::GET, "/status") => json(StatusCode::OK, &self.status()),
             (&Method::GET | &Method::POST, "/drain") => {
@@ -144,7 +139,7 @@ impl Admin {
         let app_ready = self.lc.app_ready();
         let phase_ok = match phase {
             Phase::Serving => true,
-            Phase::LameDuck => self.readiness_on_shutdown == ReadinessOnShutdown::Serve,
+            Phase::LameDuck => self.config.readiness_on_shutdown == ReadinessOnShutdown::Serve,
             _ => false,
         };
         match (phase_ok, app_ready) {
@@ -157,8 +152,8 @@ impl Admin {
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!(
                     "not ready: the app at {} is not ready (probe {}; phase {})\n",
-                    self.upstream,
-                    self.app_probe,
+                    self.config.upstream,
+                    self.config.app_probe,
                     phase.as_str()
                 ),
             ),
@@ -172,8 +167,8 @@ impl Admin {
             uptime_seconds: lc.uptime().as_secs_f64(),
             shutdown_cause: lc.signal_cause(),
             since_signal_seconds: lc.since_signal().map(|d| d.as_secs_f64()),
-            in_flight: lc.metrics.in_flight.get(),
-            open_connections: lc.metrics.open_connections.get(),
+            in_flight: lc.drain.in_flight(),
+            open_connections: lc.drain.open_connections(),
             app_ready: lc.app_ready(),
             requests_after_signal: lc.requests_after_signal(),
             last_request_after_signal_seconds: lc.last_arrival().map(|d| d.as_secs_f64()),
@@ -187,7 +182,7 @@ impl Admin {
     }
 
     async fn drain(&self) -> Resp {
-        self.lc.begin_shutdown("admin /drain");
+        self.lc.request_drain();
         self.lc.reached(Phase::Drained).await;
         let mut resp = json(StatusCode::OK, &self.status());
         // One answer per connection: the waiter count drops when the connection closes.
@@ -209,8 +204,8 @@ struct Status {
     uptime_seconds: f64,
     shutdown_cause: Option<&'static str>,
     since_signal_seconds: Option<f64>,
-    in_flight: i64,
-    open_connections: i64,
+    in_flight: usize,
+    open_connections: usize,
     app_ready: bool,
     requests_after_signal: u64,
     last_request_after_signal_seconds: Option<f64>,

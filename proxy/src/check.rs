@@ -4,7 +4,7 @@
 //! and the Service's targetPort. docs/kubernetes.md lists every rule.
 //!
 //! Exit codes: 0 nothing wrong (warnings allowed), 1 at least one error, 2 the input cannot be
-//! read or holds no Deployment, StatefulSet, DaemonSet or Pod.
+//! read or holds no Deployment, StatefulSet, DaemonSet, ReplicaSet or Pod.
 
 mod manifest;
 mod rules;

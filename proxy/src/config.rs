@@ -46,6 +46,14 @@ pub enum Command {
         #[arg(long, default_value_t = crate::check::KubeVersion::OLDEST_SUPPORTED)]
         kube_version: crate::check::KubeVersion,
     },
+    /// Wire lameduck into manifests: every Deployment, StatefulSet, DaemonSet, ReplicaSet and
+    /// Pod gets the sidecar, its probes, preStop and grace period; the input's Services target
+    /// it. Manifests on stdout, one line per workload on stderr (docs/injection.md).
+    Inject(crate::inject::InjectArgs),
+    /// Serve a mutating admission webhook that injects lameduck into Pods at creation, in
+    /// namespaces labelled lameduck.io/inject=enabled or pods annotated so (docs/injection.md).
+    /// `lameduck webhook cert` makes a self-signed certificate for it.
+    Webhook(Box<crate::webhook::WebhookCommand>),
 }
 
 /// The flags of the proxy itself (`lameduck [FLAGS]`).
@@ -154,11 +162,7 @@ pub enum ReadinessOnShutdown {
     Serve,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use lameduck_common::logging::LogFormat;
 
 /// How lameduck decides that the app behind it is ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,18 +204,13 @@ impl fmt::Display for AppProbe {
     }
 }
 
-/// Durations as people write them: `5s`, `250ms`, `1m30s`. A bare `0` means zero.
 /// File descriptors the default `--max-connections` leaves for the admin plane, the listeners
 /// and the logs.
 const FDS_KEPT: u64 = 64;
 
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration like 5s or 250ms ({e})"))
-}
+/// Durations as people write them: `5s`, `250ms`, `1m30s`; a bare `0` means zero. The same
+/// parser as slowapp's and the lab's.
+pub use lameduck_common::duration::parse as parse_duration;
 
 fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
     let mut addrs = s
@@ -322,6 +321,106 @@ impl RunArgs {
     }
 }
 
+/// The settings, parsed once and split by the part that uses them (as linkerd does): each part
+/// is handed its own config and sees nothing else.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_plane: DataPlaneConfig,
+    pub admin: AdminConfig,
+    pub probe: ProbeConfig,
+    pub shutdown: ShutdownConfig,
+    pub runtime: RuntimeConfig,
+}
+
+/// The client side and the forwarding to the app.
+#[derive(Debug, Clone)]
+pub struct DataPlaneConfig {
+    pub listen: SocketAddr,
+    pub upstream: SocketAddr,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub client_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub startup_hold: Duration,
+    /// `--max-connections`, or its default from the file-descriptor limit.
+    pub max_connections: usize,
+}
+
+/// The admin plane; the upstream and probe only appear in its `/ready` answers.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub readiness_on_shutdown: ReadinessOnShutdown,
+    pub upstream: SocketAddr,
+    pub app_probe: AppProbe,
+}
+
+/// The app readiness probe.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub upstream: SocketAddr,
+    pub probe: AppProbe,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// The lame-duck window and the drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    pub delay: Duration,
+    pub quiet: Duration,
+    pub delay_max: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// The process around the parts.
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeConfig {
+    pub threads: u16,
+    pub log_format: LogFormat,
+}
+
+impl RunArgs {
+    /// Validates the flags and splits them into the per-part configs.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        self.validate()?;
+        Ok(Config {
+            data_plane: DataPlaneConfig {
+                listen: self.listen,
+                upstream: self.upstream,
+                upstream_connect_timeout: self.upstream_connect_timeout,
+                upstream_timeout: self.upstream_timeout,
+                client_read_timeout: self.client_read_timeout,
+                idle_timeout: self.idle_timeout,
+                startup_hold: self.startup_hold,
+                max_connections: self.max_connections(),
+            },
+            admin: AdminConfig {
+                listen: self.admin_listen,
+                readiness_on_shutdown: self.readiness_on_shutdown,
+                upstream: self.upstream,
+                app_probe: self.app_probe.clone(),
+            },
+            probe: ProbeConfig {
+                upstream: self.upstream,
+                probe: self.app_probe,
+                interval: self.app_probe_interval,
+                timeout: self.app_probe_timeout,
+            },
+            shutdown: ShutdownConfig {
+                delay: self.shutdown_delay,
+                quiet: self.shutdown_quiet,
+                delay_max: self.shutdown_delay_max,
+                drain_timeout: self.drain_timeout,
+            },
+            runtime: RuntimeConfig {
+                threads: self.threads,
+                log_format: self.log_format,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +466,38 @@ mod tests {
             args.validate(),
             Err(ConfigError::DelayOverMax { .. })
         ));
+    }
+
+    #[test]
+    fn each_part_gets_its_own_settings() {
+        let c = parse(&[
+            "--upstream",
+            "127.0.0.1:7000",
+            "--shutdown-delay",
+            "2s",
+            "--shutdown-quiet",
+            "0",
+            "--app-probe",
+            "tcp",
+            "--readiness-on-shutdown",
+            "serve",
+            "--threads",
+            "2",
+        ])
+        .into_config()
+        .unwrap();
+        let app: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        assert_eq!(c.data_plane.upstream, app);
+        assert_eq!(c.probe.upstream, app);
+        assert_eq!(c.probe.probe, AppProbe::Tcp);
+        assert_eq!(c.admin.readiness_on_shutdown, ReadinessOnShutdown::Serve);
+        assert_eq!(c.shutdown.delay, Duration::from_secs(2));
+        assert_eq!(c.shutdown.quiet, Duration::ZERO);
+        assert_eq!(c.runtime.threads, 2);
+        assert!(
+            parse(&["--shutdown-delay", "20s"]).into_config().is_err(),
+            "validated"
+        );
     }
 
     #[test]

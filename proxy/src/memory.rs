@@ -10,27 +10,30 @@
 //! milliseconds when it runs.
 #![allow(unsafe_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use crate::lifecycle::drain::Drain;
 
 /// A burst worth trimming after: this many more connections were open at the peak than now.
 const BURST: usize = 256;
 
-/// How long after the connections fell away the heap is trimmed: the rest of the burst's
-/// connections close in the meantime, and a trim is not repeated for one burst.
-const SETTLE: Duration = Duration::from_secs(1);
+/// How often the counts are looked at. A trim comes at most this long after a burst ended.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// Follows the number of open client connections and trims the heap after each burst.
-pub async fn trim_after_bursts(mut open: watch::Receiver<usize>) {
+/// Trims the heap after each burst of connections: `high_water` is the data plane's peak of
+/// open connections since the last look (the accept loop raises it, this task resets it).
+pub async fn trim_after_bursts(drain: Drain, high_water: Arc<AtomicUsize>) {
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut peak = 0usize;
-    while open.changed().await.is_ok() {
-        let now = *open.borrow_and_update();
-        peak = peak.max(now);
+    loop {
+        tick.tick().await;
+        let now = drain.open_connections();
+        peak = peak.max(high_water.swap(now, Ordering::Relaxed)).max(now);
         if peak - now >= BURST && now <= peak / 4 {
-            tokio::time::sleep(SETTLE).await;
             trim();
-            let now = *open.borrow_and_update();
             tracing::debug!(
                 peak,
                 open = now,

@@ -5,24 +5,23 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::AppProbe;
-use crate::phase::Lifecycle;
+use crate::config::{AppProbe, ProbeConfig};
+use crate::lifecycle::Lifecycle;
 
 /// Probes the app every `interval` until the process exits.
-pub async fn probe_loop(
-    lc: Arc<Lifecycle>,
-    upstream: SocketAddr,
-    probe: AppProbe,
-    interval: Duration,
-    timeout: Duration,
-) {
+pub async fn probe_loop(lc: Arc<Lifecycle>, config: ProbeConfig) {
+    let ProbeConfig {
+        upstream,
+        probe,
+        interval,
+        timeout,
+    } = config;
     let mut last: Option<Result<(), String>> = None;
     loop {
         let result = match tokio::time::timeout(timeout, probe_once(upstream, &probe)).await {

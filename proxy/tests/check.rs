@@ -498,7 +498,7 @@ fn unreadable_input_exits_2() {
     assert!(
         nothing
             .stderr
-            .contains("no Deployment, StatefulSet, DaemonSet or Pod"),
+            .contains("no Deployment, StatefulSet, DaemonSet, ReplicaSet or Pod"),
         "{}",
         nothing.stderr
     );

@@ -27,6 +27,8 @@ fn manifests_validate_and_dockerfiles_lint_clean() {
         "ok   k8s/base: valid (strict) on 13 of 13 versions 1.25..1.37",
         "ok   k8s/overlays/native-sidecar: valid (strict) on 9 of 9 versions 1.29..1.37",
         "ok   k8s/overlays/prestop-sleep: valid (strict) on 13 of 13 versions 1.25..1.37",
+        "ok   k8s/webhook/overlays/cert-manager: valid (strict) on 13 of 13 versions 1.25..1.37",
+        "ok   k8s/webhook/overlays/self-signed: valid (strict) on 13 of 13 versions 1.25..1.37",
         "ok   Dockerfile.proxy: hadolint clean",
         "ok   Dockerfile.app: hadolint clean",
         "ok   Dockerfile.lab: hadolint clean",

@@ -237,8 +237,12 @@ async fn an_h2_response_cut_by_the_app_is_reset_not_finished() {
     use hyper::body::Bytes;
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
+    // Chunked, cut by the app's close: no length for the client to check, so only a reset
+    // tells it (lameduck once wrote its error text and ended the stream cleanly).
     let app = RawApp::start(|_| {
-        Act::SendClose(b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\nDDDDDDDDDD".to_vec())
+        Act::SendClose(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nA\r\nDDDDDDDDDD\r\n".to_vec(),
+        )
     });
     let ld = tokio::task::spawn_blocking(move || (start(&app), app))
         .await
@@ -428,8 +432,12 @@ fn a_head_trickled_past_the_read_timeout_is_dropped_however_many_lines_it_has() 
         &["--app-probe", "none", "--client-read-timeout", "1s"],
     );
     let mut c = TcpStream::connect(ld.data).unwrap();
-    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
-    // 200 header lines, one every 20 ms: every read is quick, the head as a whole is not.
+    // 100 header lines at once (more than a head once could have before it changed hands and
+    // lost its deadline), then 200 more, one every 20 ms: every read is quick, the head as a
+    // whole is not.
+    let first: String = (0..100).map(|i| format!("X-A{i}: v\r\n")).collect();
+    c.write_all(format!("GET / HTTP/1.1\r\nHost: t\r\n{first}").as_bytes())
+        .unwrap();
     let start = std::time::Instant::now();
     let mut cut = false;
     for i in 0..200 {

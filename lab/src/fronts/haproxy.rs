@@ -19,7 +19,7 @@ use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-use crate::endpoints::Endpoint;
+use crate::cluster::Endpoint;
 use crate::procs;
 use crate::scale::Scale;
 

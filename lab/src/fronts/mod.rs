@@ -3,10 +3,13 @@
 //! - `service`: an L4 balancer like kube-proxy (ours, in-process);
 //! - `ingress`: a real nginx, reconfigured and reloaded on every endpoint change, as an
 //!   ingress controller does;
-//! - `router`: a real HAProxy, updated through its runtime API, as the OpenShift router is.
+//! - `router`: a real HAProxy, updated through its runtime API, as the OpenShift router is;
+//!
+//! and how late each learns an endpoint change ([`propagation`]).
 
 pub mod haproxy;
 pub mod nginx;
+pub mod propagation;
 pub mod service;
 
 use std::net::SocketAddr;
@@ -14,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::endpoints::Endpoint;
+use crate::cluster::Endpoint;
 use crate::scale::Scale;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -16,7 +16,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-use crate::endpoints::Endpoint;
+use crate::cluster::Endpoint;
 use crate::procs;
 use crate::scale::Scale;
 
@@ -95,7 +95,8 @@ impl Nginx {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(r) =
-                crate::httpc::get(self.addr, "/__lab/generation", Duration::from_secs(1)).await
+                crate::measure::httpc::get(self.addr, "/__lab/generation", Duration::from_secs(1))
+                    .await
             {
                 if r.body == want.as_bytes() {
                     return Ok(());

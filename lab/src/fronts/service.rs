@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::endpoints::Endpoint;
+use crate::cluster::Endpoint;
 
 pub struct Service {
     pub addr: SocketAddr,

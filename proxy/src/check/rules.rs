@@ -13,13 +13,13 @@ use std::str::FromStr;
 
 use clap::{CommandFactory, Parser};
 
+use lameduck_k8s::{resolve_limit, DEFAULT_ROLLOUT_LIMIT};
+
 use super::manifest::{Container, IntOrString, Service, Workload};
 use crate::config::{fmt_duration, Cli, RunArgs};
 
 /// The grace period the kubelet applies when a pod spec sets none.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
-/// The Deployment defaults for both rollout limits.
-const DEFAULT_ROLLOUT_LIMIT: &str = "25%";
 /// From this many replicas on, `maxUnavailable > 0` is a warning instead of an error: one pod
 /// out is then at most a third of the capacity, which a service with headroom can take.
 const REPLICAS_FOR_UNAVAILABLE: i64 = 3;
@@ -733,22 +733,6 @@ fn named_target_port<'a>(w: &'a Workload, name: &str) -> Option<(u16, Option<&'a
         .find_map(|c| Some((c.named_port(name)?, Some(c.name.as_str()))))
 }
 
-/// `maxUnavailable` rounds a percentage down, `maxSurge` up (as the Deployment controller does).
-fn resolve_limit(limit: &IntOrString, replicas: i64, round_up: bool) -> Option<i64> {
-    match limit {
-        IntOrString::Int(i) => Some(*i),
-        IntOrString::Str(s) => {
-            let pct: i64 = s.strip_suffix('%')?.trim().parse().ok()?;
-            let scaled = pct * replicas;
-            Some(if round_up {
-                (scaled + 99) / 100
-            } else {
-                scaled / 100
-            })
-        }
-    }
-}
-
 /// The Service must send traffic to lameduck's data port, never around it.
 fn service(s: &Service, w: &Workload, ports: &Ports, version: KubeVersion, v: &mut Verdict) {
     for p in &s.spec.ports {
@@ -819,16 +803,6 @@ fn service(s: &Service, w: &Workload, ports: &Ports, version: KubeVersion, v: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentages_round_like_the_controller() {
-        let pct = |s: &str| IntOrString::Str(s.to_string());
-        assert_eq!(resolve_limit(&pct("25%"), 2, false), Some(0));
-        assert_eq!(resolve_limit(&pct("25%"), 2, true), Some(1));
-        assert_eq!(resolve_limit(&pct("50%"), 4, false), Some(2));
-        assert_eq!(resolve_limit(&IntOrString::Int(1), 4, false), Some(1));
-        assert_eq!(resolve_limit(&pct("lots"), 4, false), None);
-    }
 
     #[test]
     fn kube_versions_parse_like_kubectl_prints_them() {

@@ -14,9 +14,10 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use super::scope::{hold_until_ready, upstream_error_response, InFlight};
-use crate::config::RunArgs;
+use crate::config::DataPlaneConfig;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::UpstreamErrorKind;
-use crate::phase::{Lifecycle, Phase};
+use crate::phase::Phase;
 
 /// Hop-by-hop headers (RFC 9110, 7.6.1): they describe one connection, so they are never
 /// forwarded. `Connection` and `Upgrade` are kept on upgrade requests, which need them.
@@ -39,7 +40,7 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(args: &RunArgs, lc: Arc<Lifecycle>) -> Self {
+    pub fn new(args: &DataPlaneConfig, lc: Arc<Lifecycle>) -> Self {
         let mut peer = HttpPeer::new(args.upstream, false, String::new());
         peer.options.connection_timeout = Some(args.upstream_connect_timeout);
         peer.options.read_timeout = Some(args.upstream_timeout);
@@ -87,7 +88,7 @@ impl ProxyHttp for Forwarder {
             arrived: Instant::now(),
             phase: self.lc.phase(),
             upstream_error: None,
-            _in_flight: InFlight::new(self.lc.clone()),
+            _in_flight: InFlight::new(&self.lc),
         }
     }
 

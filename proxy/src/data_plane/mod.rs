@@ -20,6 +20,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,15 +32,15 @@ use pingora_core::server::ShutdownWatch;
 use pingora_proxy::HttpProxy;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::time::Sleep;
 
-use crate::config::RunArgs;
+use crate::config::DataPlaneConfig;
 pub mod fast;
 mod general;
 pub mod scope;
 
-use crate::phase::{Lifecycle, Phase};
+use crate::lifecycle::Lifecycle;
+use crate::phase::Phase;
 use crate::upstream_pool::UpstreamPool;
 use fast::head::{self, Request};
 use fast::{buffers, FastPath, Outcome};
@@ -48,18 +49,6 @@ use scope::hold_until_ready;
 
 /// The first bytes of every HTTP/2 prior-knowledge (h2c) connection (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Signals the data plane receives from the shutdown driver.
-#[derive(Clone)]
-pub struct Controls {
-    /// Becomes true when the lame-duck window opens: pingora then answers HTTP/1.1 with
-    /// `Connection: close` and sends HTTP/2 GOAWAY.
-    pub lame_duck: ShutdownWatch,
-    /// Becomes true when the drain begins: the listener closes.
-    pub stop_accepting: watch::Receiver<bool>,
-    /// Becomes true at the drain timeout: every connection still open is cut.
-    pub cut: watch::Receiver<bool>,
-}
 
 /// The first pause after a failed accept, and the longest.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -70,11 +59,13 @@ pub struct DataPlane {
     /// One permit per client connection that may be open (`--max-connections`).
     slots: Arc<tokio::sync::Semaphore>,
     max_connections: usize,
+    /// The most connections open at once since the memory task last looked.
+    high_water: Arc<AtomicUsize>,
     fast: FastPath,
     proxy: Arc<HttpProxy<Forwarder>>,
     lc: Arc<Lifecycle>,
-    controls: Controls,
-    conns: ConnTracker,
+    /// pingora's view of the phase: true from LameDuck on (`Connection: close`, GOAWAY).
+    lame_duck: ShutdownWatch,
     idle_timeout: Duration,
     client_read_timeout: Duration,
     startup_hold: Duration,
@@ -82,13 +73,7 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    pub fn new(
-        args: &RunArgs,
-        lc: Arc<Lifecycle>,
-        controls: Controls,
-        conns: ConnTracker,
-        pool: Arc<UpstreamPool>,
-    ) -> Self {
+    pub fn new(args: &DataPlaneConfig, lc: Arc<Lifecycle>, pool: Arc<UpstreamPool>) -> Self {
         let conf = Arc::new(pingora_core::server::configuration::ServerConf::default());
         let mut proxy = pingora_proxy::http_proxy(&conf, Forwarder::new(args, lc.clone()));
         let mut options = pingora_core::apps::HttpServerOptions::default();
@@ -102,20 +87,25 @@ impl DataPlane {
             upstream_timeout: args.upstream_timeout,
             client_write_timeout: args.idle_timeout,
         };
-        let max_connections = args.max_connections();
+        let max_connections = args.max_connections;
         DataPlane {
             slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
             max_connections,
+            high_water: Arc::new(AtomicUsize::new(0)),
             fast,
             proxy: Arc::new(proxy),
+            lame_duck: lc.lame_duck_watch(),
             lc,
-            controls,
-            conns,
             idle_timeout: args.idle_timeout,
             client_read_timeout: args.client_read_timeout,
             startup_hold: args.startup_hold,
             upstream: args.upstream,
         }
+    }
+
+    /// The high-water mark of open connections, for [`crate::memory`] (which resets it).
+    pub fn high_water(&self) -> Arc<AtomicUsize> {
+        self.high_water.clone()
     }
 
     /// Accepts connections until the drain begins, then closes the listener: from then on a
@@ -127,7 +117,7 @@ impl DataPlane {
     /// clients hold the data plane. An accept that fails (EMFILE) is retried with a backoff
     /// of up to a second, logged once a second at most, not in a tight loop.
     pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
-        let mut stop = self.controls.stop_accepting.clone();
+        let mut phase = self.lc.subscribe();
         let mut backoff = ACCEPT_BACKOFF_MIN;
         let mut last_log: Option<tokio::time::Instant> = None;
         let mut failures = 0u64;
@@ -142,7 +132,7 @@ impl DataPlane {
                     );
                     tokio::select! {
                         biased;
-                        _ = stop.wait_for(|s| *s) => break,
+                        _ = phase.wait_for(|p| *p >= Phase::Draining) => break,
                         p = self.slots.clone().acquire_owned() => match p {
                             Ok(p) => p,
                             Err(_) => break,
@@ -152,12 +142,14 @@ impl DataPlane {
             };
             let accepted = tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => break,
+                _ = phase.wait_for(|p| *p >= Phase::Draining) => break,
                 accepted = listener.accept() => accepted,
             };
             match accepted {
                 Ok((stream, peer)) => {
                     backoff = ACCEPT_BACKOFF_MIN;
+                    let open = self.max_connections - self.slots.available_permits();
+                    self.high_water.fetch_max(open, Ordering::Relaxed);
                     let _ = stream.set_nodelay(true);
                     tokio::spawn(self.clone().connection(stream, peer, permit));
                 }
@@ -174,7 +166,7 @@ impl DataPlane {
                     }
                     tokio::select! {
                         biased;
-                        _ = stop.wait_for(|s| *s) => break,
+                        _ = phase.wait_for(|p| *p >= Phase::Draining) => break,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
@@ -190,12 +182,13 @@ impl DataPlane {
         peer: SocketAddr,
         _slot: tokio::sync::OwnedSemaphorePermit,
     ) {
-        let _conn = self.conns.open();
-        let mut cut = self.controls.cut.clone();
+        let _conn = self.lc.drain.connection();
+        // Drained with this connection still open: the drain timeout cut it.
+        let mut phase = self.lc.subscribe();
         tokio::select! {
             biased;
             _ = self.serve(stream, peer) => {}
-            _ = cut.wait_for(|c| *c) => {}
+            _ = phase.wait_for(|p| *p == Phase::Drained) => {}
         }
     }
 
@@ -321,7 +314,7 @@ impl DataPlane {
         l4.set_socket_digest(SocketDigest::from_raw_fd(l4.as_raw_fd()));
         l4.rewind(read);
         let stream: Stream = Box::new(l4);
-        ServerApp::process_new(&self.proxy, stream, &self.controls.lame_duck).await;
+        ServerApp::process_new(&self.proxy, stream, &self.lame_duck).await;
     }
 }
 
@@ -352,50 +345,4 @@ pub(crate) async fn linger_close(mut stream: TcpStream) {
     })
     .await;
     buffers::give(sink);
-}
-
-/// Counts open client connections so the drain knows when the last one has closed.
-#[derive(Clone)]
-pub struct ConnTracker {
-    count: watch::Sender<usize>,
-    lc: Arc<Lifecycle>,
-}
-
-impl ConnTracker {
-    pub fn new(lc: Arc<Lifecycle>) -> Self {
-        ConnTracker {
-            count: watch::channel(0).0,
-            lc,
-        }
-    }
-
-    fn open(&self) -> ConnGuard {
-        self.count.send_modify(|c| *c += 1);
-        self.lc.metrics.open_connections.inc();
-        ConnGuard {
-            tracker: self.clone(),
-        }
-    }
-
-    /// The number of open client connections, as it changes.
-    pub fn watch(&self) -> watch::Receiver<usize> {
-        self.count.subscribe()
-    }
-
-    /// Waits until no client connection is open.
-    pub async fn all_closed(&self) {
-        let mut rx = self.count.subscribe();
-        let _ = rx.wait_for(|c| *c == 0).await;
-    }
-}
-
-struct ConnGuard {
-    tracker: ConnTracker,
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.tracker.count.send_modify(|c| *c -= 1);
-        self.tracker.lc.metrics.open_connections.dec();
-    }
 }

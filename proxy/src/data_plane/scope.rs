@@ -3,11 +3,11 @@
 //! the general forwarder answer and count the same way by construction.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::lifecycle::drain::Guard;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::UpstreamErrorKind;
-use crate::phase::Lifecycle;
 
 /// Holds a request that arrived before the app was ready, for at most `hold`. On a timeout
 /// returns the text of the 503 the client gets.
@@ -53,18 +53,12 @@ pub fn upstream_error_response(kind: UpstreamErrorKind, upstream: SocketAddr) ->
     }
 }
 
-/// Keeps `lameduck_in_flight_requests` right even when a request is dropped half-way.
-pub struct InFlight(Arc<Lifecycle>);
+/// One request in flight, for the drain (and so for `lameduck_in_flight_requests`), until it
+/// drops, even half-way.
+pub struct InFlight(#[allow(dead_code)] Guard);
 
 impl InFlight {
-    pub fn new(lc: Arc<Lifecycle>) -> Self {
-        lc.metrics.in_flight.inc();
-        InFlight(lc)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.metrics.in_flight.dec();
+    pub fn new(lc: &Lifecycle) -> Self {
+        InFlight(lc.drain.request())
     }
 }

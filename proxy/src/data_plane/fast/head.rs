@@ -477,7 +477,7 @@ pub fn parse_response(buf: &[u8], cx: ResponseContext) -> Response {
     out.extend_from_slice(b"\r\n");
     for (h, &kind) in resp.headers.iter().zip(kinds.iter()) {
         match kind {
-            // Written once below, canonically (with chunked framing there is none).
+            // Written once below, canonically (beside a Transfer-Encoding, not at all).
             Name::ContentLength => continue,
             Name::Upgrade if switching => {}
             _ if stays_here(kind, h.name, &named) => continue,
@@ -485,7 +485,9 @@ pub fn parse_response(buf: &[u8], cx: ResponseContext) -> Response {
         }
         push_header(&mut out, h.name.as_bytes(), h.value);
     }
-    if let (Some(n), true) = (length, framing != Framing::Chunked) {
+    // With a Transfer-Encoding the length is meaningless (RFC 9112, 6.3) and must not reach the
+    // client beside it, whatever the framing (a HEAD or 1xx answer included).
+    if let (Some(n), None) = (length, chunked) {
         out.extend_from_slice(b"Content-Length: ");
         out.extend_from_slice(n.to_string().as_bytes());
         out.extend_from_slice(b"\r\n");

@@ -19,6 +19,8 @@
 pub mod body;
 pub mod buffers;
 pub mod head;
+#[cfg(test)]
+mod props;
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,8 +32,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use crate::lifecycle::Lifecycle;
 use crate::metrics::UpstreamErrorKind;
-use crate::phase::Lifecycle;
 use crate::upstream_pool::UpstreamPool;
 use body::ChunkedEnd;
 use head::{BodyFraming, Framing, RequestPlan, Response, ResponseContext, ResponsePlan};
@@ -92,7 +94,7 @@ impl FastPath {
         let arrived = Instant::now();
         let phase = self.lc.phase();
         self.lc.note_arrival();
-        let _in_flight = crate::data_plane::scope::InFlight::new(self.lc.clone());
+        let _in_flight = crate::data_plane::scope::InFlight::new(&self.lc);
         let (status, outcome) = match self.exchange(client, buf, plan, deadline).await {
             Ok((status, outcome)) => (Some(status), outcome),
             Err(Failure::Client) => (None, Outcome::Close),

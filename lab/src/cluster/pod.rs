@@ -18,8 +18,8 @@ use tokio::process::Command;
 use tokio::sync::watch;
 
 use crate::manifest::{Container, EnvValue};
+use crate::measure::record::{EventKind, Recorder};
 use crate::procs;
-use crate::record::{EventKind, Recorder};
 use crate::scale::Scale;
 
 /// The binary a container image stands for: the image's name (last path segment, no tag)

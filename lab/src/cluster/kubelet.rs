@@ -21,12 +21,12 @@ use anyhow::Result;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
 
+use crate::cluster::pod::{self, Binaries, Launch, Running};
 use crate::cluster::{Cluster, PodStatus};
-use crate::httpc;
 use crate::manifest::{Handler, PodSpec, Probe, ProbeAction};
-use crate::pod::{self, Binaries, Launch, Running};
+use crate::measure::httpc;
+use crate::measure::record::{EventKind, Recorder};
 use crate::procs;
-use crate::record::{EventKind, Recorder};
 use crate::scale::Scale;
 
 /// What every kubelet of a run shares.

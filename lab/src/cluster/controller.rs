@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use crate::cluster::kubelet::{self, Node, PodHandle};
 use crate::cluster::PodStatus;
-use crate::kubelet::{self, Node, PodHandle};
 use crate::manifest::Deployment;
-use crate::record::EventKind;
+use crate::measure::record::EventKind;
 
 /// Hands out the pods' loopback addresses: 127.0.X.Y, never reused within a lab process, so a
 /// new pod never meets an old pod's TIME_WAIT sockets or a stale front entry.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::record::Outcome;
+use crate::measure::record::Outcome;
 
 /// What went wrong, as the socket reported it.
 #[derive(Debug, thiserror::Error)]

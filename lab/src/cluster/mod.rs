@@ -4,11 +4,23 @@
 //! controller wake on every change (a `watch` generation counter, so a burst of changes wakes
 //! them once and they read the latest state, as informers do).
 
+pub mod controller;
+pub mod endpoints;
+pub mod kubelet;
+pub mod pod;
+
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 
 use tokio::sync::watch;
+
+/// A pod as a front reaches it: what the endpoints controller publishes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub pod: String,
+    pub addr: SocketAddr,
+}
 
 #[derive(Debug, Clone)]
 pub struct PodStatus {

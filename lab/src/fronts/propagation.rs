@@ -1,12 +1,9 @@
-//! Endpoints: which pods receive traffic, and how late each front learns it.
-//!
-//! The endpoint set is the pods that are ready and not terminating (the EndpointSlice
-//! controller's `ready` condition). Each change reaches a front only after that front's own
-//! propagation lag, sampled per change from `--lag MIN..MAX`: kube-proxy, an ingress controller
-//! and a router each learn a change at their own time in a cluster. Changes are applied in order
-//! (a change never overtakes an earlier one), as a watch stream delivers them.
+//! How late each front learns an endpoint change: each change reaches a front only after that
+//! front's own propagation lag, sampled per change from `--lag MIN..MAX` (kube-proxy, an
+//! ingress controller and a router each learn a change at their own time in a cluster). Changes
+//! are applied in order (a change never overtakes an earlier one), as a watch stream delivers
+//! them.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,52 +11,9 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::cluster::Cluster;
-use crate::fronts::Front;
-use crate::record::{EventKind, Recorder};
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Endpoint {
-    pub pod: String,
-    pub addr: SocketAddr,
-}
-
-/// Publishes the endpoint set on every pod change, until the cluster's sender is dropped.
-pub async fn publish(
-    cluster: Arc<Cluster>,
-    port: u16,
-    rec: Arc<Recorder>,
-    out: mpsc::UnboundedSender<(Instant, Vec<Endpoint>)>,
-) {
-    let mut changes = cluster.subscribe();
-    let mut last: Option<Vec<Endpoint>> = None;
-    loop {
-        let set: Vec<Endpoint> = cluster
-            .snapshot()
-            .into_iter()
-            .filter(|p| p.ready && !p.terminating && !p.gone)
-            .map(|p| Endpoint {
-                pod: p.name,
-                addr: SocketAddr::from((p.ip, port)),
-            })
-            .collect();
-        if last.as_ref() != Some(&set) {
-            rec.event(
-                None,
-                EventKind::EndpointsPublished {
-                    pods: set.iter().map(|e| e.pod.clone()).collect(),
-                },
-            );
-            if out.send((Instant::now(), set.clone())).is_err() {
-                return;
-            }
-            last = Some(set);
-        }
-        if changes.changed().await.is_err() {
-            return;
-        }
-    }
-}
+use super::Front;
+use crate::cluster::Endpoint;
+use crate::measure::record::{EventKind, Recorder};
 
 /// Delivers published endpoint sets to one front, each after a sampled lag, in order. The
 /// front's current view is mirrored in `applied` so the run can wait for convergence.

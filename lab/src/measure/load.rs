@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::httpc::{ClientError, Conn};
-use crate::record::{Outcome, Recorder, RequestRecord};
+use crate::measure::httpc::{ClientError, Conn, Response};
+use crate::measure::record::{Outcome, Recorder, RequestRecord};
 
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -126,17 +126,8 @@ async fn one(
     } else {
         Vec::new()
     };
-    // A pooled connection the server has closed is discarded, as every client pool does.
     let pooled = if plan.keepalive {
-        let mut p = pool.lock().expect("pool lock");
-        let mut found = None;
-        while let Some(c) = p.pop() {
-            if !c.closed_by_peer() {
-                found = Some(c);
-                break;
-            }
-        }
-        found
+        take_pooled(&pool)
     } else {
         None
     };
@@ -174,59 +165,63 @@ async fn one(
     let result = tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or(Err(ClientError::Timeout));
-    let end = rec.now();
-    let local_port = port.load(Ordering::Relaxed);
-    let record = match result {
+    let mut record = RequestRecord {
+        id,
+        start,
+        end: rec.now(),
+        client: if plan.keepalive { "keepalive" } else { "new" },
+        reused,
+        retried: retried.load(Ordering::Relaxed),
+        method,
+        delay_ms,
+        outcome: Outcome::Other,
+        status: None,
+        pod: None,
+        error: None,
+        local_port: port.load(Ordering::Relaxed),
+        routed_to: None,
+        front_caused: false,
+    };
+    match result {
         Ok((conn, resp)) => {
-            let outcome = match resp.status {
-                200..=299 => Outcome::Ok,
-                500..=599 => Outcome::Status5xx,
-                _ => Outcome::Other,
-            };
-            let pod = resp.header("x-served-by").map(str::to_string);
+            answered(&mut record, &resp);
             if plan.keepalive && !resp.close {
                 pool.lock().expect("pool lock").push(conn);
             }
-            let error = (outcome != Outcome::Ok).then(|| {
-                String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
-                    .trim()
-                    .to_string()
-            });
-            RequestRecord {
-                id,
-                start,
-                end,
-                client: if plan.keepalive { "keepalive" } else { "new" },
-                reused,
-                retried: retried.load(Ordering::Relaxed),
-                method,
-                delay_ms,
-                outcome,
-                status: Some(resp.status),
-                pod,
-                error,
-                local_port,
-                routed_to: None,
-                front_caused: false,
-            }
         }
-        Err(e) => RequestRecord {
-            id,
-            start,
-            end,
-            client: if plan.keepalive { "keepalive" } else { "new" },
-            reused,
-            retried: retried.load(Ordering::Relaxed),
-            method,
-            delay_ms,
-            outcome: e.outcome(),
-            status: None,
-            pod: None,
-            error: Some(e.to_string()),
-            local_port,
-            routed_to: None,
-            front_caused: false,
-        },
-    };
+        Err(e) => {
+            record.outcome = e.outcome();
+            record.error = Some(e.to_string());
+        }
+    }
     rec.request(record);
+}
+
+/// A pooled connection, if one is left that the server has not closed; the closed ones are
+/// discarded, as every client pool does.
+fn take_pooled(pool: &Pool) -> Option<Conn> {
+    let mut p = pool.lock().expect("pool lock");
+    while let Some(c) = p.pop() {
+        if !c.closed_by_peer() {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// What a response says about its request: the outcome, the pod that answered, and for a
+/// failure the start of the body (lameduck's and the fronts' error texts say why).
+fn answered(record: &mut RequestRecord, resp: &Response) {
+    record.outcome = match resp.status {
+        200..=299 => Outcome::Ok,
+        500..=599 => Outcome::Status5xx,
+        _ => Outcome::Other,
+    };
+    record.status = Some(resp.status);
+    record.pod = resp.header("x-served-by").map(str::to_string);
+    record.error = (record.outcome != Outcome::Ok).then(|| {
+        String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)])
+            .trim()
+            .to_string()
+    });
 }

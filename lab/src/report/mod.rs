@@ -1,5 +1,8 @@
 //! The numbers of a run: the summary row, the table, and the JSON of every request and event.
 
+pub mod svg;
+pub mod timeline;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -8,9 +11,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::fronts::FrontKind;
-use crate::record::{EventKind, Outcome, Recorder};
-use crate::run::Settings;
+use crate::measure::record::{EventKind, Outcome, Recorder};
 use crate::scenario::Scenario;
+use crate::settings::Settings;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::record::{EventKind, Outcome, Recorder, RequestRecord};
+use crate::measure::record::{EventKind, Outcome, Recorder, RequestRecord};
+use crate::report::svg::Svg;
 use crate::report::RunSummary;
-use crate::svg::Svg;
 
 /// Phase colours, in legend order.
 const PHASES: &[(&str, &str)] = &[
@@ -212,6 +212,30 @@ pub fn write_svg(path: &Path, summary: &RunSummary, rec: &Recorder) -> Result<()
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Where things go on the picture.
+struct Plot {
+    left: f64,
+    right: f64,
+    top: f64,
+    lane_h: f64,
+    width: f64,
+    /// The bottom of the lanes (the "no pod named" lane included).
+    bottom: f64,
+    t_end: f64,
+}
+
+impl Plot {
+    /// The x of time `t` (seconds of the run).
+    fn x(&self, t: f64) -> f64 {
+        self.left + (self.width - self.left - self.right) * t / self.t_end
+    }
+
+    /// The top of lane `i`.
+    fn lane_y(&self, i: usize) -> f64 {
+        self.top + self.lane_h * i as f64
+    }
+}
+
 pub fn render(summary: &RunSummary, rec: &Recorder) -> String {
     let (lanes, global) = lanes(rec);
     let requests = rec.requests();
@@ -220,15 +244,28 @@ pub fn render(summary: &RunSummary, rec: &Recorder) -> String {
         .map(|r| r.end)
         .chain(rec.events().iter().map(|e| e.t))
         .fold(1.0_f64, f64::max);
-    let (left, right, top, lane_h) = (150.0, 30.0, 90.0, 44.0);
-    let width = 1400.0;
-    let n_lanes = lanes.len() + 1;
-    let plot_bottom = top + lane_h * n_lanes as f64;
-    let height = plot_bottom + 130.0;
-    let x = |t: f64| left + (width - left - right) * t / t_end;
-    let mut svg = Svg::new(width, height);
+    let (top, lane_h) = (90.0, 44.0);
+    let bottom = top + lane_h * (lanes.len() + 1) as f64;
+    let plot = Plot {
+        left: 150.0,
+        right: 30.0,
+        top,
+        lane_h,
+        width: 1400.0,
+        bottom,
+        t_end,
+    };
+    let mut svg = Svg::new(plot.width, bottom + 130.0);
+    draw_title(&mut svg, summary);
+    draw_grid(&mut svg, &plot, &global);
+    draw_lanes(&mut svg, &plot, &lanes);
+    draw_requests(&mut svg, &plot, &lanes, &requests);
+    draw_legend(&mut svg, &plot);
+    svg.finish()
+}
 
-    // Title and summary.
+/// The title and the run's numbers.
+fn draw_title(svg: &mut Svg, summary: &RunSummary) {
     let kinds: Vec<String> = summary
         .failed_by_kind
         .iter()
@@ -270,14 +307,18 @@ pub fn render(summary: &RunSummary, rec: &Recorder) -> String {
             "#b71c1c",
         );
     }
+}
 
-    // Time grid.
-    let step = nice_step(t_end);
+/// The time grid, and the moments that concern the whole run (rollouts, load).
+fn draw_grid(svg: &mut Svg, plot: &Plot, global: &[(f64, String)]) {
+    let (top, bottom) = (plot.top, plot.bottom);
+    let step = nice_step(plot.t_end);
     let mut t = 0.0;
-    while t <= t_end + 1e-9 {
-        svg.line(x(t), top - 6.0, x(t), plot_bottom, "#eeeeee", 1.0, None);
+    while t <= plot.t_end + 1e-9 {
+        let x = plot.x(t);
+        svg.line(x, top - 6.0, x, bottom, "#eeeeee", 1.0, None);
         svg.text(
-            x(t),
+            x,
             top - 10.0,
             &format!("{t:.1}s"),
             10.0,
@@ -286,48 +327,53 @@ pub fn render(summary: &RunSummary, rec: &Recorder) -> String {
         );
         t += step;
     }
-    for (t, label) in &global {
-        svg.line(x(*t), top, x(*t), plot_bottom, "#9e9e9e", 1.0, Some("4 3"));
+    for (t, label) in global {
+        let x = plot.x(*t);
+        svg.line(x, top, x, bottom, "#9e9e9e", 1.0, Some("4 3"));
         let dy = if label.ends_with("complete") {
             24.0
         } else {
             12.0
         };
-        svg.text(
-            x(*t) + 3.0,
-            plot_bottom + dy,
-            label,
-            10.0,
-            "start",
-            "#616161",
-        );
+        svg.text(x + 3.0, bottom + dy, label, 10.0, "start", "#616161");
     }
+}
 
-    // Lanes.
+/// A lane per pod: its phases as bars, its moments (SIGTERM, endpoint removed...) as marks;
+/// then the last lane, for requests no pod answered.
+fn draw_lanes(svg: &mut Svg, plot: &Plot, lanes: &[Lane]) {
     for (i, lane) in lanes.iter().enumerate() {
-        let y = top + lane_h * i as f64;
+        let y = plot.lane_y(i);
         if i % 2 == 0 {
-            svg.rect(0.0, y, width, lane_h, "#fafafa", None);
+            svg.rect(0.0, y, plot.width, plot.lane_h, "#fafafa", None);
         }
-        svg.text(left - 10.0, y + 26.0, &lane.name, 12.0, "end", "#212121");
-        let end = lane.end.unwrap_or(t_end);
+        svg.text(
+            plot.left - 10.0,
+            y + 26.0,
+            &lane.name,
+            12.0,
+            "end",
+            "#212121",
+        );
+        let end = lane.end.unwrap_or(plot.t_end);
         for (j, (start, phase)) in lane.phases.iter().enumerate() {
             let stop = lane.phases.get(j + 1).map(|(s, _)| *s).unwrap_or(end);
             let tip = format!("{}: {phase} from {start:.3}s to {stop:.3}s", lane.name);
             svg.rect(
-                x(*start),
+                plot.x(*start),
                 y + 16.0,
-                x(stop) - x(*start),
+                plot.x(stop) - plot.x(*start),
                 12.0,
                 phase_colour(phase),
                 Some(&tip),
             );
         }
         for (t, label, colour) in &lane.marks {
-            svg.line(x(*t), y + 12.0, x(*t), y + 32.0, colour, 2.0, None);
+            let x = plot.x(*t);
+            svg.line(x, y + 12.0, x, y + 32.0, colour, 2.0, None);
             svg.marker(
                 "diamond",
-                x(*t),
+                x,
                 y + 12.0,
                 3.5,
                 colour,
@@ -335,44 +381,39 @@ pub fn render(summary: &RunSummary, rec: &Recorder) -> String {
             );
         }
     }
-    let orphan_y = top + lane_h * lanes.len() as f64;
+    let orphan_y = plot.lane_y(lanes.len());
     svg.text(
-        left - 10.0,
+        plot.left - 10.0,
         orphan_y + 26.0,
         "no pod named",
         12.0,
         "end",
         "#616161",
     );
+}
 
-    // Requests: successes small and faint above the bar, failures large below it.
-    for r in &requests {
-        let lane_i = r
+/// Requests: successes small and faint above the bar, failures large below it.
+fn draw_requests(svg: &mut Svg, plot: &Plot, lanes: &[Lane], requests: &[RequestRecord]) {
+    for r in requests {
+        let lane = r
             .pod
             .as_ref()
             .or(r.routed_to.as_ref())
-            .and_then(|p| lanes.iter().position(|l| &l.name == p));
-        let y0 = match lane_i {
-            Some(i) => top + lane_h * i as f64,
-            None => orphan_y,
-        };
+            .and_then(|p| lanes.iter().position(|l| &l.name == p))
+            .unwrap_or(lanes.len());
+        let y0 = plot.lane_y(lane);
         let (shape, colour) = outcome_style(r.outcome);
+        let x = plot.x(r.start);
         if r.outcome == Outcome::Ok {
-            svg.circle(x(r.start), y0 + 8.0, 1.6, colour, 0.35, Some(&describe(r)));
+            svg.circle(x, y0 + 8.0, 1.6, colour, 0.35, Some(&describe(r)));
         } else {
-            svg.marker(
-                shape,
-                x(r.start),
-                y0 + 37.0,
-                4.0,
-                colour,
-                Some(&describe(r)),
-            );
+            svg.marker(shape, x, y0 + 37.0, 4.0, colour, Some(&describe(r)));
         }
     }
+}
 
-    // Legend.
-    let ly = plot_bottom + 50.0;
+fn draw_legend(svg: &mut Svg, plot: &Plot) {
+    let ly = plot.bottom + 50.0;
     let mut lx = 20.0;
     for (name, colour) in PHASES {
         svg.rect(lx, ly - 9.0, 18.0, 10.0, colour, None);
@@ -407,5 +448,101 @@ pub fn render(summary: &RunSummary, rec: &Recorder) -> String {
         "start",
         "#616161",
     );
-    svg.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: u64, start: f64, outcome: Outcome, pod: Option<&str>) -> RequestRecord {
+        RequestRecord {
+            id,
+            start,
+            end: start + 0.05,
+            client: "keepalive",
+            reused: id % 2 == 0,
+            retried: false,
+            method: "GET",
+            delay_ms: 50,
+            outcome,
+            status: (outcome == Outcome::Ok).then_some(200),
+            pod: pod.map(str::to_string),
+            error: (outcome != Outcome::Ok).then(|| "connection reset".to_string()),
+            local_port: 40000 + id as u16,
+            routed_to: None,
+            front_caused: false,
+        }
+    }
+
+    fn summary() -> RunSummary {
+        RunSummary {
+            scenario: "lameduck".into(),
+            front: "ingress".into(),
+            protected: true,
+            requests: 3,
+            ok: 2,
+            failed: 1,
+            failed_by_kind: [("reset".to_string(), 1)].into(),
+            failed_by_client: BTreeMap::new(),
+            failed_by_method: BTreeMap::new(),
+            failed_reused: 0,
+            front_caused: 0,
+            retried: 0,
+            disturbed: Vec::new(),
+            p50_ms: 51.0,
+            p99_ms: 70.0,
+            rollout_s: 4.5,
+            rollouts: 1,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_lane_per_pod_and_a_mark_per_request() {
+        let rec = Recorder::new();
+        for pod in ["web-1", "web-2"] {
+            rec.event(
+                Some(pod),
+                EventKind::PodCreated {
+                    ip: "127.0.9.1".into(),
+                    revision: 1,
+                },
+            );
+            rec.event(Some(pod), EventKind::PodReady);
+        }
+        rec.event(Some("web-1"), EventKind::Terminating);
+        rec.event(
+            Some("web-1"),
+            EventKind::Sigterm {
+                container: "lameduck".into(),
+            },
+        );
+        rec.event(None, EventKind::RolloutComplete { rollout: 1 });
+        rec.request(request(1, 0.5, Outcome::Ok, Some("web-1")));
+        rec.request(request(2, 1.5, Outcome::Ok, Some("web-2")));
+        rec.request(request(3, 2.5, Outcome::Reset, None));
+        let svg = render(&summary(), &rec);
+        assert!(
+            svg.starts_with("<svg") || svg.starts_with("<?xml"),
+            "{}",
+            &svg[..80]
+        );
+        assert!(svg.contains("lameduck through the ingress front"));
+        assert!(svg.contains("3 requests, 2 ok, 1 failed (reset 1)"));
+        for lane in ["web-1", "web-2", "no pod named"] {
+            assert!(svg.contains(&format!(">{lane}<")), "lane {lane}");
+        }
+        assert_eq!(
+            svg.matches(r#"fill-opacity="0.35""#).count(),
+            2,
+            "one faint dot per success"
+        );
+        assert!(
+            svg.contains("connection reset"),
+            "the failure's details in its tooltip"
+        );
+        if let Ok(p) = std::env::var("TIMELINE_SNAPSHOT") {
+            std::fs::write(p, &svg).unwrap();
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::record::Recorder;
+use crate::measure::record::Recorder;
 
 #[derive(Debug, Clone)]
 pub struct Progress {
