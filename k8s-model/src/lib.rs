@@ -1,6 +1,6 @@
-//! The Kubernetes objects lameduck reads (`lameduck check`) and rewrites (`lameduck inject`,
-//! `lameduck webhook`): one model, so the checker and the injector cannot disagree about what a
-//! probe, a port or a preStop hook is.
+//! The Kubernetes objects lameduck reads (`lameduck check`, the lab) and rewrites
+//! (`lameduck inject`, `lameduck webhook`): one model, so the checker, the injector and the lab
+//! cannot disagree about what a probe, a port, a preStop hook or a rounded rollout limit is.
 //!
 //! # Why our own structs, and not k8s-openapi
 //!

@@ -29,6 +29,12 @@ pub struct Cli {
 pub enum Command {
     /// Run rolling restarts of each scenario through each front, under open-loop load.
     Rollout(RolloutArgs),
+    /// The lab's load against one address (a real Service, from a Pod), every request as JSON
+    /// on stdout when it stops (scripts/e2e.sh).
+    Loadgen(crate::e2e::LoadgenArgs),
+    /// Report a real cluster's runs (the load generator's records and the cluster's pod events)
+    /// with the lab's table, JSON and timelines (scripts/e2e.sh).
+    E2eReport(crate::e2e::ReportArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -136,14 +142,14 @@ fn parse_scale(s: &str) -> Result<f64, String> {
     }
 }
 
-fn positive_f64(s: &str) -> Result<f64, String> {
+pub(crate) fn positive_f64(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
         _ => Err(format!("`{s}` is not a positive number")),
     }
 }
 
-fn share(s: &str) -> Result<f64, String> {
+pub(crate) fn share(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
         _ => Err(format!("`{s}` is not a share between 0 and 1")),

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cluster;
+mod e2e;
 mod fronts;
 mod manifest;
 mod matrix;
@@ -18,11 +19,39 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// `lab loadgen` on its own runtime: no child processes, nothing of the matrix.
+fn e2e_command(f: impl std::future::Future<Output = anyhow::Result<bool>>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => exit(rt.block_on(f)),
+        Err(e) => {
+            eprintln!("lab: starting the tokio runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exit(r: anyhow::Result<bool>) -> ExitCode {
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("lab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let args = match cli.command {
         Some(cli::Command::Rollout(a)) => a,
         None => cli.rollout,
+        Some(cli::Command::Loadgen(a)) => return e2e_command(e2e::loadgen(a)),
+        Some(cli::Command::E2eReport(a)) => return exit(e2e::report(a)),
     };
     procs::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

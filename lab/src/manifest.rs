@@ -1,19 +1,22 @@
 //! The Deployment the lab replays, read from a real Kubernetes manifest.
 //!
-//! Only the fields that decide whether a rollout drops requests are modelled (replicas, the
-//! rolling-update strategy, readiness probes, preStop hooks, the grace period, container args
-//! and env, native sidecars); everything else in the YAML is ignored, so a manifest rendered by
-//! `kubectl kustomize` can be fed in as it is. A field the lab cannot model faithfully (an exec
+//! The manifest is read through the project's one Kubernetes model (`lameduck-k8s`, the same
+//! types `lameduck check`, `inject` and the webhook read, with the same rollout rounding), then
+//! reduced to what the lab runs: the fields that decide whether a rollout drops requests
+//! (replicas, the rolling-update strategy, readiness probes, preStop hooks, the grace period,
+//! container args and env, native sidecars); everything else in the YAML is ignored, so a
+//! manifest rendered by `kubectl kustomize` can be fed in as it is. A field the lab cannot model faithfully (an exec
 //! probe, an exec preStop that is not a sleep) is an error naming the field, never a silent skip:
 //! a lab that quietly ignored a hook would report a rollout it never ran.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Deserialize;
-use serde_yaml::Value;
+use lameduck_k8s::{
+    self as k8s, resolve_limit, IntOrString, Service, Workload, DEFAULT_ROLLOUT_LIMIT,
+};
+use serde_json::Value;
 
 /// A Deployment, reduced to what the lab runs.
 #[derive(Debug, Clone)]
@@ -90,18 +93,17 @@ pub enum Handler {
 
 impl Container {
     /// Resolves a probe or hook port: a number, or the name of one of this container's ports.
-    fn resolve_port(&self, v: &Value, what: &str) -> Result<u16> {
+    fn resolve_port(&self, v: &IntOrString, what: &str) -> Result<u16> {
         resolve_port(v, &self.ports).with_context(|| format!("container `{}`: {what}", self.name))
     }
 }
 
-fn resolve_port(v: &Value, ports: &[(Option<String>, u16)]) -> Result<u16> {
+fn resolve_port(v: &IntOrString, ports: &[(Option<String>, u16)]) -> Result<u16> {
     match v {
-        Value::Number(n) => n
-            .as_u64()
-            .and_then(|n| u16::try_from(n).ok())
-            .ok_or_else(|| anyhow!("port {n} is not a valid port number")),
-        Value::String(s) => {
+        IntOrString::Int(n) => {
+            u16::try_from(*n).map_err(|_| anyhow!("port {n} is not a valid port number"))
+        }
+        IntOrString::Str(s) => {
             if let Ok(n) = s.parse::<u16>() {
                 return Ok(n);
             }
@@ -111,7 +113,6 @@ fn resolve_port(v: &Value, ports: &[(Option<String>, u16)]) -> Result<u16> {
                 .map(|(_, p)| *p)
                 .ok_or_else(|| anyhow!("no container port is named `{s}`"))
         }
-        other => bail!("port must be a number or a port name, got {other:?}"),
     }
 }
 
@@ -125,57 +126,61 @@ pub fn load_file(path: &Path, target_port: Option<u16>) -> Result<Deployment> {
 
 /// Parses manifest text; see [`load_file`].
 pub fn parse(text: &str, target_port: Option<u16>) -> Result<Deployment> {
-    let mut deployment = None;
-    let mut service_target: Option<Value> = None;
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(doc).context("not valid YAML")?;
-        match value.get("kind").and_then(Value::as_str) {
-            Some("Deployment") if deployment.is_none() => deployment = Some(value),
+    let docs = lameduck_k8s::read_documents(text).context("not valid YAML")?;
+    let mut deployment: Option<(Workload, f64)> = None;
+    let mut service_target: Option<IntOrString> = None;
+    let mut failure = None;
+    for doc in &docs {
+        lameduck_k8s::for_each_object(doc, &mut |obj| match obj["kind"].as_str() {
+            Some("Deployment") if deployment.is_none() && failure.is_none() => {
+                match Workload::from_object(obj) {
+                    Ok(Some(w)) => {
+                        let min_ready = obj["spec"]["minReadySeconds"].as_f64().unwrap_or(0.0);
+                        deployment = Some((w, min_ready));
+                    }
+                    Ok(None) => {}
+                    Err(e) => failure = Some(e),
+                }
+            }
             Some("Service") if service_target.is_none() => {
-                service_target = value
-                    .get("spec")
-                    .and_then(|s| s.get("ports"))
-                    .and_then(|p| p.get(0))
-                    .and_then(|p| p.get("targetPort").or_else(|| p.get("port")))
-                    .cloned();
+                if let Ok(Some(svc)) = Service::from_object(obj) {
+                    service_target = svc.spec.ports.first().map(|p| p.target());
+                }
             }
             _ => {}
-        }
+        });
     }
-    let deployment = deployment.ok_or_else(|| anyhow!("no document of kind Deployment"))?;
-    let raw: RawDeployment = serde_yaml::from_value(deployment)
-        .context("the Deployment does not have the expected shape")?;
-    build(raw, service_target, target_port)
+    if let Some(e) = failure {
+        return Err(anyhow!(e).context("the Deployment does not have the expected shape"));
+    }
+    let (w, min_ready_seconds) =
+        deployment.ok_or_else(|| anyhow!("no document of kind Deployment"))?;
+    build(w, min_ready_seconds, service_target, target_port)
 }
 
 fn build(
-    raw: RawDeployment,
-    service_target: Option<Value>,
+    w: Workload,
+    min_ready_seconds: f64,
+    service_target: Option<IntOrString>,
     target_port: Option<u16>,
 ) -> Result<Deployment> {
-    let spec = raw.spec;
-    let replicas = spec.replicas.unwrap_or(1);
-    let ru = spec.strategy.and_then(|s| {
-        if s.type_.as_deref() == Some("Recreate") {
-            Some(Err(anyhow!(
-                "strategy Recreate is not modelled: the lab replays rolling updates"
-            )))
-        } else {
-            s.rolling_update.map(Ok)
-        }
-    });
-    let ru = ru.transpose()?.unwrap_or_default();
-    // Kubernetes rounds maxSurge up and maxUnavailable down when they are percentages.
-    let max_surge = int_or_percent(ru.max_surge.as_ref(), replicas, true, 25)
+    let replicas = u32::try_from(w.replicas.unwrap_or(1))
+        .map_err(|_| anyhow!("spec.replicas must not be negative"))?;
+    let strategy = w.strategy.unwrap_or_default();
+    if strategy.kind.as_deref() == Some("Recreate") {
+        bail!("strategy Recreate is not modelled: the lab replays rolling updates");
+    }
+    let ru = strategy.rolling_update.unwrap_or_default();
+    let max_surge = rollout_limit(ru.max_surge.as_ref(), replicas, true)
         .context("strategy.rollingUpdate.maxSurge")?;
-    let max_unavailable = int_or_percent(ru.max_unavailable.as_ref(), replicas, false, 25)
+    let max_unavailable = rollout_limit(ru.max_unavailable.as_ref(), replicas, false)
         .context("strategy.rollingUpdate.maxUnavailable")?;
     if max_surge == 0 && max_unavailable == 0 {
         bail!("maxSurge and maxUnavailable are both 0: the rollout could never make progress");
     }
-    let pod = spec.template.spec;
+    let pod = w.spec;
     let mut sidecars = Vec::new();
-    for c in pod.init_containers.unwrap_or_default() {
+    for c in pod.init_containers {
         if c.restart_policy.as_deref() == Some("Always") {
             sidecars.push(container(c)?);
         } else {
@@ -205,15 +210,14 @@ fn build(
             .map(|(_, p)| *p)
             .ok_or_else(|| anyhow!("no container port to send traffic to: add a port named `http` or pass --target-port"))?,
     };
+    let grace = pod.termination_grace_period_seconds.unwrap_or(30).max(0);
     Ok(Deployment {
         replicas,
         max_surge,
         max_unavailable,
-        min_ready_seconds: spec.min_ready_seconds.unwrap_or(0.0),
+        min_ready_seconds,
         pod: PodSpec {
-            termination_grace: Duration::from_secs_f64(
-                pod.termination_grace_period_seconds.unwrap_or(30.0),
-            ),
+            termination_grace: Duration::from_secs(grace as u64),
             sidecars,
             containers,
         },
@@ -221,52 +225,34 @@ fn build(
     })
 }
 
-fn int_or_percent(
-    v: Option<&Value>,
-    replicas: u32,
-    round_up: bool,
-    default_pct: u32,
-) -> Result<u32> {
-    let pct = |p: u32| {
-        let x = f64::from(replicas) * f64::from(p) / 100.0;
-        (if round_up { x.ceil() } else { x.floor() }) as u32
-    };
-    match v {
-        None => Ok(pct(default_pct)),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(|n| n as u32)
-            .ok_or_else(|| anyhow!("{n} is not a non-negative integer")),
-        Some(Value::String(s)) => {
-            let p = s
-                .strip_suffix('%')
-                .and_then(|p| p.parse::<u32>().ok())
-                .ok_or_else(|| anyhow!("`{s}` is neither an integer nor a percentage"))?;
-            Ok(pct(p))
-        }
-        Some(other) => bail!("expected an integer or a percentage, got {other:?}"),
-    }
+/// A rollout limit, rounded as the Deployment controller does (the shared rule in
+/// `lameduck-k8s`); unset means the default 25%.
+fn rollout_limit(v: Option<&IntOrString>, replicas: u32, round_up: bool) -> Result<u32> {
+    let default = IntOrString::Str(DEFAULT_ROLLOUT_LIMIT.to_string());
+    let v = v.unwrap_or(&default);
+    let n = resolve_limit(v, i64::from(replicas), round_up)
+        .ok_or_else(|| anyhow!("{v} is neither an integer nor a percentage"))?;
+    u32::try_from(n).map_err(|_| anyhow!("{v} must not be negative"))
 }
 
-fn container(c: RawContainer) -> Result<Container> {
+fn container(c: k8s::Container) -> Result<Container> {
     let mut out = Container {
         name: c.name.clone(),
-        image: c.image.unwrap_or_default(),
-        command: c.command.unwrap_or_default(),
-        args: c.args.unwrap_or_default(),
+        image: c.image.clone().unwrap_or_default(),
+        command: c.command.clone(),
+        args: c.args.clone(),
         env: Vec::new(),
         ports: c
             .ports
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| (p.name, p.container_port))
+            .iter()
+            .map(|p| (p.name.clone(), p.container_port))
             .collect(),
         readiness: None,
         pre_stop: None,
     };
-    for e in c.env.unwrap_or_default() {
-        let value = match (e.value, e.value_from) {
-            (Some(v), _) => EnvValue::Literal(v),
+    for e in &c.env {
+        let value = match (&e.value, &e.value_from) {
+            (Some(v), _) => EnvValue::Literal(v.clone()),
             (None, Some(from)) => {
                 let path = from
                     .get("fieldRef")
@@ -285,26 +271,26 @@ fn container(c: RawContainer) -> Result<Container> {
             (None, None) => EnvValue::Literal(String::new()),
         };
         out.env.push(EnvVar {
-            name: e.name,
+            name: e.name.clone(),
             value,
         });
     }
-    if let Some(p) = c.readiness_probe {
+    if let Some(p) = &c.readiness_probe {
         out.readiness = Some(probe(&out, p).context("readinessProbe")?);
     }
-    if let Some(h) = c.lifecycle.and_then(|l| l.pre_stop) {
+    if let Some(h) = c.pre_stop() {
         out.pre_stop = Some(handler(&out, h).context("lifecycle.preStop")?);
     }
     Ok(out)
 }
 
-fn probe(c: &Container, p: RawProbe) -> Result<Probe> {
-    let action = if let Some(h) = p.http_get {
+fn probe(c: &Container, p: &k8s::Handler) -> Result<Probe> {
+    let action = if let Some(h) = &p.http_get {
         ProbeAction::HttpGet {
             port: c.resolve_port(&h.port, "readinessProbe.httpGet.port")?,
-            path: h.path.unwrap_or_else(|| "/".into()),
+            path: h.path.clone().unwrap_or_else(|| "/".into()),
         }
-    } else if let Some(t) = p.tcp_socket {
+    } else if let Some(t) = &p.tcp_socket {
         ProbeAction::TcpSocket {
             port: c.resolve_port(&t.port, "readinessProbe.tcpSocket.port")?,
         }
@@ -314,36 +300,49 @@ fn probe(c: &Container, p: RawProbe) -> Result<Probe> {
             c.name
         );
     };
+    // The probe's timing is not typed in the shared model: read from its other fields.
+    let secs = |field: &str, default: f64| {
+        p.extra
+            .get(field)
+            .and_then(Value::as_f64)
+            .unwrap_or(default)
+    };
+    let count = |field: &str, default: u64| {
+        p.extra
+            .get(field)
+            .and_then(Value::as_u64)
+            .unwrap_or(default)
+            .clamp(1, u64::from(u32::MAX)) as u32
+    };
     // The kubelet's defaults.
     Ok(Probe {
         action,
-        initial_delay: Duration::from_secs_f64(p.initial_delay_seconds.unwrap_or(0.0)),
-        period: Duration::from_secs_f64(p.period_seconds.unwrap_or(10.0)),
-        timeout: Duration::from_secs_f64(p.timeout_seconds.unwrap_or(1.0)),
-        success_threshold: p.success_threshold.unwrap_or(1).max(1),
-        failure_threshold: p.failure_threshold.unwrap_or(3).max(1),
+        initial_delay: Duration::from_secs_f64(secs("initialDelaySeconds", 0.0)),
+        period: Duration::from_secs_f64(secs("periodSeconds", 10.0)),
+        timeout: Duration::from_secs_f64(secs("timeoutSeconds", 1.0)),
+        success_threshold: count("successThreshold", 1),
+        failure_threshold: count("failureThreshold", 3),
     })
 }
 
-fn handler(c: &Container, h: RawHandler) -> Result<Handler> {
-    if let Some(e) = h.exec {
-        let cmd = e.command.unwrap_or_default();
-        return parse_sleep_command(&cmd).map(Handler::Sleep).ok_or_else(|| {
+fn handler(c: &Container, h: &k8s::Handler) -> Result<Handler> {
+    if let Some(e) = &h.exec {
+        return parse_sleep_command(&e.command).map(Handler::Sleep).ok_or_else(|| {
             anyhow!(
                 "container `{}`: exec preStop {:?} is not a sleep; the lab models only `sleep N` and `sh -c \"sleep N\"` (use httpGet for anything else)",
                 c.name,
-                cmd
+                e.command
             )
         });
     }
-    if let Some(h) = h.http_get {
+    if let Some(g) = &h.http_get {
         return Ok(Handler::HttpGet {
-            port: c.resolve_port(&h.port, "preStop.httpGet.port")?,
-            path: h.path.unwrap_or_else(|| "/".into()),
+            port: c.resolve_port(&g.port, "preStop.httpGet.port")?,
+            path: g.path.clone().unwrap_or_else(|| "/".into()),
         });
     }
-    if let Some(s) = h.sleep {
-        return Ok(Handler::Sleep(Duration::from_secs_f64(s.seconds)));
+    if let Some(s) = &h.sleep {
+        return Ok(Handler::Sleep(Duration::from_secs(s.seconds.max(0) as u64)));
     }
     bail!(
         "container `{}`: preStop has no exec, httpGet or sleep",
@@ -369,126 +368,6 @@ pub fn parse_sleep_command(cmd: &[String]) -> Option<Duration> {
         }
         _ => None,
     }
-}
-
-// ---- the YAML shapes (only the fields we read) ----
-
-#[derive(Deserialize)]
-struct RawDeployment {
-    spec: RawDeploymentSpec,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawDeploymentSpec {
-    replicas: Option<u32>,
-    min_ready_seconds: Option<f64>,
-    strategy: Option<RawStrategy>,
-    template: RawTemplate,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawStrategy {
-    #[serde(rename = "type")]
-    type_: Option<String>,
-    rolling_update: Option<RawRollingUpdate>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct RawRollingUpdate {
-    max_surge: Option<Value>,
-    max_unavailable: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct RawTemplate {
-    spec: RawPodSpec,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawPodSpec {
-    termination_grace_period_seconds: Option<f64>,
-    init_containers: Option<Vec<RawContainer>>,
-    containers: Vec<RawContainer>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawContainer {
-    name: String,
-    image: Option<String>,
-    command: Option<Vec<String>>,
-    args: Option<Vec<String>>,
-    env: Option<Vec<RawEnv>>,
-    ports: Option<Vec<RawPort>>,
-    readiness_probe: Option<RawProbe>,
-    lifecycle: Option<RawLifecycle>,
-    restart_policy: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawEnv {
-    name: String,
-    value: Option<String>,
-    value_from: Option<BTreeMap<String, Value>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawPort {
-    name: Option<String>,
-    container_port: u16,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawProbe {
-    http_get: Option<RawHttpGet>,
-    tcp_socket: Option<RawTcp>,
-    initial_delay_seconds: Option<f64>,
-    period_seconds: Option<f64>,
-    timeout_seconds: Option<f64>,
-    success_threshold: Option<u32>,
-    failure_threshold: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct RawHttpGet {
-    path: Option<String>,
-    port: Value,
-}
-
-#[derive(Deserialize)]
-struct RawTcp {
-    port: Value,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawLifecycle {
-    pre_stop: Option<RawHandler>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawHandler {
-    exec: Option<RawExec>,
-    http_get: Option<RawHttpGet>,
-    sleep: Option<RawSleep>,
-}
-
-#[derive(Deserialize)]
-struct RawExec {
-    command: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-struct RawSleep {
-    seconds: f64,
 }
 
 #[cfg(test)]
@@ -526,9 +405,10 @@ mod tests {
 
     #[test]
     fn percentages_round_like_kubernetes() {
-        let v = Value::String("25%".into());
-        assert_eq!(int_or_percent(Some(&v), 3, true, 0).unwrap(), 1);
-        assert_eq!(int_or_percent(Some(&v), 3, false, 0).unwrap(), 0);
+        let v = IntOrString::Str("25%".into());
+        assert_eq!(rollout_limit(Some(&v), 3, true).unwrap(), 1);
+        assert_eq!(rollout_limit(Some(&v), 3, false).unwrap(), 0);
+        assert_eq!(rollout_limit(None, 4, false).unwrap(), 1);
     }
 
     #[test]

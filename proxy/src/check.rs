@@ -12,9 +12,10 @@ mod rules;
 use std::io::Read;
 use std::process::ExitCode;
 
+pub use self::rules::KubeVersion;
 use self::rules::Severity;
 
-pub fn run(file: &str) -> ExitCode {
+pub fn run(file: &str, version: KubeVersion) -> ExitCode {
     forget_own_settings();
     let text = match read(file) {
         Ok(t) => t,
@@ -33,7 +34,7 @@ pub fn run(file: &str) -> ExitCode {
 
     let (mut errors, mut warnings) = (0, 0);
     for w in &manifest.workloads {
-        let verdict = rules::check(w, &manifest.services);
+        let verdict = rules::check(w, &manifest.services, version);
         println!("{w}");
         for note in &verdict.notes {
             println!("  {note}");

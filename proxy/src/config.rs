@@ -41,6 +41,10 @@ pub enum Command {
     Check {
         /// Path of the manifest (YAML or JSON, multi-document allowed), or - for stdin.
         file: String,
+        /// The Kubernetes version of the server the manifest is for (1.31, v1.31.2): some
+        /// wiring works on newer servers only. The default is the oldest supported one.
+        #[arg(long, default_value_t = crate::check::KubeVersion::OLDEST_SUPPORTED)]
+        kube_version: crate::check::KubeVersion,
     },
     /// Wire lameduck into manifests: every Deployment, StatefulSet, DaemonSet, ReplicaSet and
     /// Pod gets the sidecar, its probes, preStop and grace period; the input's Services target

@@ -14,7 +14,9 @@ use lameduck::config::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
-        Some(Command::Check { file }) => return lameduck::check::run(&file),
+        Some(Command::Check { file, kube_version }) => {
+            return lameduck::check::run(&file, kube_version)
+        }
         Some(Command::Inject(args)) => return lameduck::inject::run(&args),
         Some(Command::Webhook(cmd)) => return lameduck::webhook::run(&cmd),
         None => cli.run,

@@ -79,199 +79,150 @@ pub struct Metrics {
     pub websocket_going_away: IntCounter,
 }
 
+/// Registers each metric as it is made, so that `Metrics::new` reads as the list it is.
+struct Reg(Registry);
+
+type R<T> = Result<T, prometheus::Error>;
+
+impl Reg {
+    fn add<T: prometheus::core::Collector + Clone + 'static>(&self, c: T) -> R<T> {
+        self.0.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    fn counter(&self, name: &str, help: &str) -> R<IntCounter> {
+        self.add(IntCounter::new(name, help)?)
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> R<IntGauge> {
+        self.add(IntGauge::new(name, help)?)
+    }
+
+    fn counters(&self, name: &str, help: &str, labels: &[&str]) -> R<IntCounterVec> {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> R<IntGaugeVec> {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn float_gauges(&self, name: &str, help: &str, labels: &[&str]) -> R<GaugeVec> {
+        self.add(GaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> R<Histogram> {
+        self.add(Histogram::with_opts(
+            HistogramOpts::new(name, help).buckets(buckets),
+        )?)
+    }
+}
+
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new_custom(Some("lameduck".into()), None)?;
-        fn reg<T: prometheus::core::Collector + Clone + 'static>(
-            r: &Registry,
-            c: T,
-        ) -> Result<T, prometheus::Error> {
-            r.register(Box::new(c.clone()))?;
-            Ok(c)
-        }
-
-        let requests_vec = reg(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "requests_total",
-                    "Requests on the data plane, by response status class and the phase they arrived in",
-                ),
-                &["class", "phase"],
-            )?,
+        let r = Reg(Registry::new_custom(Some("lameduck".into()), None)?);
+        let requests_vec = r.counters(
+            "requests_total",
+            "Requests on the data plane, by response status class and the phase they arrived in",
+            &["class", "phase"],
         )?;
         let requests =
             Phase::ALL.map(|p| CLASSES.map(|c| requests_vec.with_label_values(&[c, p.as_str()])));
-
-        let request_duration = reg(
-            &registry,
-            Histogram::with_opts(
-                HistogramOpts::new(
-                    "request_duration_seconds",
-                    "Time from request arrival to the end of the response",
-                )
-                .buckets(vec![
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                    10.0, 30.0, 60.0,
-                ]),
-            )?,
+        let request_duration = r.histogram(
+            "request_duration_seconds",
+            "Time from request arrival to the end of the response",
+            vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0,
+            ],
         )?;
-        let in_flight = reg(
-            &registry,
-            IntGauge::new("in_flight_requests", "Requests being served right now")?,
+        let in_flight = r.gauge("in_flight_requests", "Requests being served right now")?;
+        let open_connections = r.gauge(
+            "open_connections",
+            "Client connections open on the data plane",
         )?;
-        let open_connections = reg(
-            &registry,
-            IntGauge::new(
-                "open_connections",
-                "Client connections open on the data plane",
-            )?,
-        )?;
-        let phase_vec = reg(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "phase",
-                    "The shutdown state machine: 1 for the current phase",
-                ),
-                &["phase"],
-            )?,
+        let phase_vec = r.gauges(
+            "phase",
+            "The shutdown state machine: 1 for the current phase",
+            &["phase"],
         )?;
         let phase = Phase::ALL.map(|p| phase_vec.with_label_values(&[p.as_str()]));
-        let app_ready = reg(
-            &registry,
-            IntGauge::new("app_ready", "1 when the app's readiness probe passes")?,
-        )?;
-        let upstream_vec = reg(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "upstream_errors_total",
-                    "Failures talking to the app, by kind",
-                ),
-                &["kind"],
-            )?,
+        let app_ready = r.gauge("app_ready", "1 when the app's readiness probe passes")?;
+        let upstream_vec = r.counters(
+            "upstream_errors_total",
+            "Failures talking to the app, by kind",
+            &["kind"],
         )?;
         let upstream_errors =
             UpstreamErrorKind::ALL.map(|k| upstream_vec.with_label_values(&[k.as_str()]));
-        let requests_after_shutdown = reg(
-            &registry,
-            Histogram::with_opts(
-                HistogramOpts::new(
-                    "requests_after_shutdown_seconds",
-                    "How long after the shutdown signal each request arrived: how long endpoint removal really takes to propagate",
-                )
-                .buckets(vec![
-                    0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
-                    120.0,
-                ]),
-            )?,
+        let requests_after_shutdown = r.histogram(
+            "requests_after_shutdown_seconds",
+            "How long after the shutdown signal each request arrived: how long endpoint removal really takes to propagate",
+            vec![
+                0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0,
+            ],
         )?;
-        let shutdown_vec = reg(
-            &registry,
-            GaugeVec::new(
-                Opts::new(
-                    "shutdown_phase_seconds",
-                    "Time spent in each shutdown phase (set when the phase ends)",
-                ),
-                &["phase"],
-            )?,
+        let shutdown_vec = r.float_gauges(
+            "shutdown_phase_seconds",
+            "Time spent in each shutdown phase (set when the phase ends)",
+            &["phase"],
         )?;
         let shutdown_phase = Phase::ALL.map(|p| shutdown_vec.with_label_values(&[p.as_str()]));
-        let requests_cut = reg(
-            &registry,
-            IntCounter::new(
-                "requests_cut_total",
-                "Requests still in flight when the drain timeout expired, cut off",
-            )?,
+        let requests_cut = r.counter(
+            "requests_cut_total",
+            "Requests still in flight when the drain timeout expired, cut off",
         )?;
-        let requests_held = reg(
-            &registry,
-            IntCounter::new(
-                "requests_held_total",
-                "Requests that arrived before the app was ready and were held",
-            )?,
+        let requests_held = r.counter(
+            "requests_held_total",
+            "Requests that arrived before the app was ready and were held",
         )?;
-        let held_timeouts = reg(
-            &registry,
-            IntCounter::new(
-                "requests_held_timeout_total",
-                "Held requests answered 503 because the app was not ready within --startup-hold",
-            )?,
+        let held_timeouts = r.counter(
+            "requests_held_timeout_total",
+            "Held requests answered 503 because the app was not ready within --startup-hold",
         )?;
-        let idle_closed = reg(
-            &registry,
-            IntCounter::new(
-                "idle_connections_closed_total",
-                "Idle keep-alive connections closed at the start of the shutdown so clients reconnect elsewhere",
-            )?,
+        let idle_closed = r.counter(
+            "idle_connections_closed_total",
+            "Idle keep-alive connections closed at the start of the shutdown so clients reconnect elsewhere",
         )?;
         // A pool that keeps opening connections means the app closes them (a short keep-alive
         // timeout), which is also when the close race and its retries happen.
-        let upstream_connections_opened = reg(
-            &registry,
-            IntCounter::new(
-                "upstream_connections_opened_total",
-                "Connections opened to the app (the rest of the requests reused pooled ones)",
-            )?,
+        let upstream_connections_opened = r.counter(
+            "upstream_connections_opened_total",
+            "Connections opened to the app (the rest of the requests reused pooled ones)",
         )?;
-        let upstream_retries = reg(
-            &registry,
-            IntCounter::new(
-                "upstream_retries_total",
-                "Requests sent again on a new connection because a pooled one died under them",
-            )?,
+        let upstream_retries = r.counter(
+            "upstream_retries_total",
+            "Requests sent again on a new connection because a pooled one died under them",
         )?;
-        let pingora_handoffs = reg(
-            &registry,
-            IntCounter::new(
-                "pingora_handoffs_total",
-                "Client connections handed to pingora-proxy (HTTP/2 prior knowledge, h2c)",
-            )?,
+        let pingora_handoffs = r.counter(
+            "pingora_handoffs_total",
+            "Client connections handed to pingora-proxy (HTTP/2 prior knowledge, h2c)",
         )?;
         // The fd limit reached shows here first; the data plane then backs off instead of
         // spinning, and the limit below keeps descriptors for the admin plane's probes.
-        let accept_errors = reg(
-            &registry,
-            IntCounter::new(
-                "accept_errors_total",
-                "Failed accepts on the data plane (EMFILE: out of file descriptors)",
-            )?,
+        let accept_errors = r.counter(
+            "accept_errors_total",
+            "Failed accepts on the data plane (EMFILE: out of file descriptors)",
         )?;
-        let connection_limit_reached = reg(
-            &registry,
-            IntCounter::new(
-                "connection_limit_reached_total",
-                "Times the data plane stopped accepting because --max-connections client connections were open",
-            )?,
+        let connection_limit_reached = r.counter(
+            "connection_limit_reached_total",
+            "Times the data plane stopped accepting because --max-connections client connections were open",
         )?;
-        let websocket_going_away = reg(
-            &registry,
-            IntCounter::new(
-                "websocket_going_away_total",
-                "WebSocket connections sent Close 1001 (Going Away) when draining began",
-            )?,
+        let websocket_going_away = r.counter(
+            "websocket_going_away_total",
+            "WebSocket connections sent Close 1001 (Going Away) when draining began",
         )?;
-        let admin_connections_refused = reg(
-            &registry,
-            IntCounter::new(
-                "admin_connections_refused_total",
-                "Admin-plane connections closed at once because too many were open",
-            )?,
+        let admin_connections_refused = r.counter(
+            "admin_connections_refused_total",
+            "Admin-plane connections closed at once because too many were open",
         )?;
-        let build_info = reg(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "build_info",
-                    "Always 1; the version label says which lameduck",
-                ),
-                &["version"],
-            )?,
-        )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        r.gauges(
+            "build_info",
+            "Always 1; the version label says which lameduck",
+            &["version"],
+        )?
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+        let registry = r.0;
 
         Ok(Metrics {
             registry,

@@ -60,8 +60,15 @@ fn render(dir: &Path) -> String {
 }
 
 fn check_stdin(input: &str, env: &[(&str, &str)]) -> Outcome {
+    check_stdin_with(&[], input, env)
+}
+
+/// `lameduck check FLAGS -` with `input` on stdin.
+fn check_stdin_with(flags: &[&str], input: &str, env: &[(&str, &str)]) -> Outcome {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lameduck"));
-    cmd.args(["check", "-"])
+    cmd.arg("check")
+        .args(flags)
+        .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -258,6 +265,16 @@ fn every_broken_copy_is_caught() {
             ],
         ),
         (
+            "native-named-target-port",
+            &[
+                "Service zero-downtime port 80 (http): targetPort \"http\" is declared only by \
+                 native sidecar \"lameduck\"",
+                "before 1.32",
+                "use the number 8080",
+                "checked for Kubernetes 1.29",
+            ],
+        ),
+        (
             "native-plain-init",
             &["container \"lameduck\" is a plain init container"],
         ),
@@ -285,6 +302,95 @@ fn every_broken_copy_is_caught() {
     for (name, needles) in cases {
         assert_caught(name, needles);
     }
+}
+
+/// A Service's named targetPort that only the native sidecar declares works from 1.32 on
+/// (kubernetes#127958): an error for older servers, a note from 1.32, whatever the spelling of
+/// the version.
+#[test]
+fn a_named_target_port_on_a_native_sidecar_depends_on_the_server_version() {
+    let broken = render(&fixtures().join("native-named-target-port"));
+    for old in ["1.29", "1.31", "v1.31.4"] {
+        let out = check_stdin_with(&["--kube-version", old], &broken, &[]);
+        assert_eq!(out.code, 1, "{old}:\n{}", out.stdout);
+        let want = "before 1.32 resolves a Service's named targetPort against spec.containers \
+                    only (kubernetes#127958): the EndpointSlice gets no port";
+        assert!(
+            out.errors().iter().any(|e| e.contains(want)),
+            "{old}:\n{}",
+            out.stdout
+        );
+    }
+    for new in ["1.32", "v1.33.0"] {
+        let out = check_stdin_with(&["--kube-version", new], &broken, &[]);
+        assert_eq!(out.code, 0, "{new}:\n{}", out.stdout);
+        assert!(out.warnings().is_empty(), "{new}:\n{}", out.stdout);
+        assert!(
+            out.stdout
+                .contains("which Kubernetes resolves from 1.32 on")
+                && out.stdout.contains(
+                    "Service zero-downtime port 80 (http) -> 8080 (lameduck's data port)"
+                ),
+            "{new}:\n{}",
+            out.stdout
+        );
+    }
+    // The shipped overlay targets the number and passes on the oldest supported server.
+    let shipped = render(&repo().join("k8s/overlays/native-sidecar"));
+    let out = check_stdin_with(&["--kube-version", "1.29"], &shipped, &[]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.errors().is_empty() && out.warnings().is_empty(),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Native sidecars are alpha (gated) in 1.28 and absent before; the classic base is fine there.
+#[test]
+fn native_sidecars_on_old_servers() {
+    let native = render(&repo().join("k8s/overlays/native-sidecar"));
+    let alpha = check_stdin_with(&["--kube-version", "1.28"], &native, &[]);
+    assert_eq!(alpha.code, 0, "{}", alpha.stdout);
+    assert!(
+        alpha.warnings().iter().any(|w| w.contains(
+            "alpha in 1.28: the SidecarContainers feature gate must be on for the \
+             kube-apiserver, the kubelet and the kube-scheduler"
+        )),
+        "{}",
+        alpha.stdout
+    );
+    let absent = check_stdin_with(&["--kube-version", "1.27"], &native, &[]);
+    assert_eq!(absent.code, 1, "{}", absent.stdout);
+    assert!(
+        absent
+            .errors()
+            .iter()
+            .any(|e| e.contains("needs Kubernetes >= 1.28")),
+        "{}",
+        absent.stdout
+    );
+    let classic = check_stdin_with(
+        &["--kube-version", "1.27"],
+        &render(&repo().join("k8s/base")),
+        &[],
+    );
+    assert_eq!(classic.code, 0, "{}", classic.stdout);
+    assert!(classic.warnings().is_empty(), "{}", classic.stdout);
+}
+
+#[test]
+fn a_bad_kube_version_exits_2_naming_the_flag() {
+    let out = check_stdin_with(&["--kube-version", "latest"], "", &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--kube-version")
+            && out
+                .stderr
+                .contains("\"latest\" is not a Kubernetes version"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

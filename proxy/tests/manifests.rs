@@ -31,6 +31,7 @@ fn manifests_validate_and_dockerfiles_lint_clean() {
         "ok   k8s/webhook/overlays/self-signed: valid (strict) on 13 of 13 versions 1.25..1.37",
         "ok   Dockerfile.proxy: hadolint clean",
         "ok   Dockerfile.app: hadolint clean",
+        "ok   Dockerfile.lab: hadolint clean",
     ] {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }

@@ -361,6 +361,13 @@ fn namespace_and_pod_opt_in_rules() {
     let r = wh.review("/mutate/opt-in", &admission_review("d", &pod));
     let injected = patched(&pod, &r);
     assert_eq!(injected["spec"]["initContainers"][0]["name"], "lameduck");
+    // A native sidecar leaves the app its port name: Services that use it still reach the app.
+    assert!(
+        r["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("the name \"http\", which the app keeps")),
+        "{r}"
+    );
     // A reinvocation (reinvocationPolicy: IfNeeded) sees its own work and changes nothing.
     let again = wh.review("/mutate", &admission_review("e", &injected));
     assert!(

@@ -87,7 +87,8 @@ impl Conn {
         Conn::connect_from(addr, |_| {}).await
     }
 
-    /// Connects from an explicitly bound loopback port, reported through `port` before the
+    /// Connects from an explicitly bound port (on loopback for a loopback target, else on any
+    /// address, as a load generator in a pod does), reported through `port` before the
     /// handshake: a connection the front resets at once still tells which route it took.
     pub async fn connect_from(
         addr: SocketAddr,
@@ -95,7 +96,11 @@ impl Conn {
     ) -> Result<Conn, ClientError> {
         let socket = tokio::net::TcpSocket::new_v4().map_err(ClientError::from_io)?;
         socket
-            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .bind(if addr.ip().is_loopback() {
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            } else {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            })
             .map_err(ClientError::from_io)?;
         port(socket.local_addr().map(|a| a.port()).unwrap_or(0));
         let stream = socket.connect(addr).await.map_err(ClientError::from_io)?;

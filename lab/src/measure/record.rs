@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// What happened, to whom.
 #[derive(Debug, Clone, Serialize)]
@@ -91,7 +91,7 @@ pub struct Event {
 }
 
 /// How one request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A 2xx response, read to the end.
@@ -129,19 +129,22 @@ impl Outcome {
     }
 }
 
-/// One request of the load, as the client saw it.
-#[derive(Debug, Clone, Serialize)]
+/// One request of the load, as the client saw it. Deserialize reads back what `lab loadgen`
+/// wrote in a pod (the e2e).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestRecord {
     pub id: u64,
     pub start: f64,
     pub end: f64,
     /// `keepalive` (from a client connection pool) or `new` (a connection per request).
+    #[serde(deserialize_with = "known_str")]
     pub client: &'static str,
     /// Sent on a connection that had already carried a request.
     pub reused: bool,
     /// The first attempt failed on a reused keep-alive connection before any response byte and
     /// the request (idempotent) was sent again on a new connection, as HTTP clients do.
     pub retried: bool,
+    #[serde(deserialize_with = "known_str")]
     pub method: &'static str,
     pub delay_ms: u64,
     pub outcome: Outcome,
@@ -162,7 +165,17 @@ pub struct RequestRecord {
     /// front's request handling, so no pod could have caused or prevented it (an nginx worker
     /// retiring after a reload closed the client's idle keep-alive connection as the request
     /// was sent). Only set when the front's own log proves it.
+    #[serde(default)]
     pub front_caused: bool,
+}
+
+/// The load's client kinds and methods are a fixed set: read back as the same static strings.
+fn known_str<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let s = String::deserialize(d)?;
+    ["keepalive", "new", "GET", "POST"]
+        .into_iter()
+        .find(|k| *k == s)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown client or method `{s}`")))
 }
 
 /// The run's shared log.
@@ -190,6 +203,16 @@ impl Recorder {
     pub fn event(&self, pod: Option<&str>, kind: EventKind) {
         let e = Event {
             t: self.now(),
+            pod: pod.map(str::to_string),
+            kind,
+        };
+        self.events.lock().expect("recorder lock").push(e);
+    }
+
+    /// An event observed elsewhere (a real cluster's pod status), at `t` on this run's clock.
+    pub fn event_at(&self, t: f64, pod: Option<&str>, kind: EventKind) {
+        let e = Event {
+            t,
             pod: pod.map(str::to_string),
             kind,
         };

@@ -55,6 +55,23 @@ pub fn summarize(
     _settings: &Settings,
     error: Option<String>,
 ) -> RunSummary {
+    summarize_records(
+        &scenario.name,
+        front.name(),
+        scenario.runs_lameduck(),
+        rec,
+        error,
+    )
+}
+
+/// The summary of whatever `rec` holds: a lab run, or a real cluster's run (the e2e).
+pub fn summarize_records(
+    scenario: &str,
+    front: &str,
+    protected: bool,
+    rec: &Recorder,
+    error: Option<String>,
+) -> RunSummary {
     let reqs = rec.requests();
     let mut failed_by_kind = BTreeMap::new();
     let mut failed_by_client = BTreeMap::new();
@@ -112,9 +129,9 @@ pub fn summarize(
         })
         .collect();
     RunSummary {
-        scenario: scenario.name.clone(),
-        front: front.name().to_string(),
-        protected: scenario.runs_lameduck(),
+        scenario: scenario.to_string(),
+        front: front.to_string(),
+        protected,
         requests: reqs.len(),
         ok,
         failed: reqs.len() - ok,

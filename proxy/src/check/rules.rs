@@ -7,7 +7,9 @@
 //! arithmetic ([`RunArgs::shutdown_budget`]), so the check cannot drift from the binary.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::IpAddr;
+use std::str::FromStr;
 
 use clap::{CommandFactory, Parser};
 
@@ -21,6 +23,56 @@ const DEFAULT_GRACE_SECONDS: i64 = 30;
 /// From this many replicas on, `maxUnavailable > 0` is a warning instead of an error: one pod
 /// out is then at most a third of the capacity, which a service with headroom can take.
 const REPLICAS_FOR_UNAVAILABLE: i64 = 3;
+
+/// The Kubernetes version the manifest is meant for (`lameduck check --kube-version`): some
+/// wiring works on new servers only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KubeVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl KubeVersion {
+    /// The oldest version the docs support for every shipped overlay (native sidecars are beta
+    /// and on by default from 1.29): the default, so a check passes only what works everywhere.
+    pub const OLDEST_SUPPORTED: KubeVersion = KubeVersion::new(1, 29);
+    /// Native sidecars: alpha behind the SidecarContainers gate in 1.28, on by default from 1.29.
+    const SIDECARS_ALPHA: KubeVersion = KubeVersion::new(1, 28);
+    /// From 1.32 a Service's named targetPort is also looked up in restartable init containers
+    /// (kubernetes#127958, fixed by #127976; not backported).
+    const NAMED_PORT_IN_SIDECARS: KubeVersion = KubeVersion::new(1, 32);
+
+    pub const fn new(major: u32, minor: u32) -> Self {
+        KubeVersion { major, minor }
+    }
+}
+
+impl fmt::Display for KubeVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// `1.31`, `v1.31`, `1.31.2` or `v1.31.2-gke.100` (what `kubectl version` prints); the patch
+/// level is ignored.
+impl FromStr for KubeVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("\"{s}\" is not a Kubernetes version like 1.31 or v1.31.2");
+        let mut parts = s.strip_prefix('v').unwrap_or(s).splitn(3, '.');
+        let major = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let minor = parts
+            .next()
+            .map(|p| p.split(|c: char| !c.is_ascii_digit()).next().unwrap_or(""))
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(bad)?;
+        if major != 1 {
+            return Err(bad());
+        }
+        Ok(KubeVersion::new(major, minor))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -88,13 +140,16 @@ impl Ports {
     }
 }
 
-/// Checks one workload against the rules; `services` are the input's Services (the ones that
-/// select this workload are checked).
-pub fn check(w: &Workload, services: &[Service]) -> Verdict {
+/// Checks one workload against the rules for a server at `version`; `services` are the input's
+/// Services (the ones that select this workload are checked).
+pub fn check(w: &Workload, services: &[Service], version: KubeVersion) -> Verdict {
     let mut v = Verdict::default();
     let Some((lameduck, native)) = find_lameduck(w, &mut v) else {
         return v;
     };
+    if native {
+        sidecar_support(version, &mut v);
+    }
     let Some(cfg) = lameduck_config(lameduck, &mut v) else {
         return v;
     };
@@ -136,7 +191,7 @@ pub fn check(w: &Workload, services: &[Service]) -> Verdict {
     grace_period(w, &cfg, &mut v);
     rollout(w, &mut v);
     for s in services.iter().filter(|s| s.selects(w)) {
-        service(s, w, &ports, &mut v);
+        service(s, w, &ports, version, &mut v);
     }
     if !services.iter().any(|s| s.selects(w)) {
         v.notes
@@ -170,6 +225,25 @@ fn find_lameduck<'a>(w: &'a Workload, v: &mut Verdict) -> Option<(&'a Container,
          removal has propagated",
     );
     None
+}
+
+/// Native sidecars exist from 1.28 (alpha, gated) and are on by default from 1.29.
+fn sidecar_support(version: KubeVersion, v: &mut Verdict) {
+    if version < KubeVersion::SIDECARS_ALPHA {
+        v.error(format!(
+            "native sidecar (restartPolicy: Always on an init container) needs Kubernetes >= \
+             1.28; on {version} the field does not exist (rejected or dropped), and lameduck would \
+             run as a plain init container that never lets the app start; use the classic \
+             sidecar (k8s/base)"
+        ));
+    } else if version < KubeVersion::OLDEST_SUPPORTED {
+        v.warning(format!(
+            "native sidecars are alpha in {version}: the SidecarContainers feature gate must be \
+             on for the kube-apiserver, the kubelet and the kube-scheduler; on by default from \
+             {}",
+            KubeVersion::OLDEST_SUPPORTED
+        ));
+    }
 }
 
 /// lameduck's effective configuration: its `LAMEDUCK_*` env entries turned into the flags they
@@ -644,8 +718,23 @@ fn rollout(w: &Workload, v: &mut Verdict) {
     }
 }
 
+/// A Service's named targetPort as the EndpointSlice controller resolves it: the pod's
+/// containers first, then (from 1.32 only) its native sidecars. The second value names the
+/// sidecar when only a sidecar declares the port. Plain init containers have exited by the
+/// time a pod serves, and no version looks at them.
+fn named_target_port<'a>(w: &'a Workload, name: &str) -> Option<(u16, Option<&'a str>)> {
+    if let Some(port) = w.spec.containers.iter().find_map(|c| c.named_port(name)) {
+        return Some((port, None));
+    }
+    w.spec
+        .init_containers
+        .iter()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+        .find_map(|c| Some((c.named_port(name)?, Some(c.name.as_str()))))
+}
+
 /// The Service must send traffic to lameduck's data port, never around it.
-fn service(s: &Service, w: &Workload, ports: &Ports, v: &mut Verdict) {
+fn service(s: &Service, w: &Workload, ports: &Ports, version: KubeVersion, v: &mut Verdict) {
     for p in &s.spec.ports {
         let label = match &p.name {
             Some(n) => format!("Service {} port {} ({n})", s.name, p.port),
@@ -655,15 +744,31 @@ fn service(s: &Service, w: &Workload, ports: &Ports, v: &mut Verdict) {
             .target_port
             .clone()
             .unwrap_or(IntOrString::Int(i64::from(p.port)));
-        // A Service's named targetPort is looked up across all of the pod's containers.
         let resolved = match &target {
             IntOrString::Int(i) => u16::try_from(*i).ok(),
-            IntOrString::Str(name) => w
-                .spec
-                .containers
-                .iter()
-                .chain(&w.spec.init_containers)
-                .find_map(|c| c.named_port(name)),
+            IntOrString::Str(name) => match named_target_port(w, name) {
+                Some((port, None)) => Some(port),
+                Some((port, Some(sidecar))) if version >= KubeVersion::NAMED_PORT_IN_SIDECARS => {
+                    v.notes.push(format!(
+                        "{label}: targetPort {target} is declared only by native sidecar \
+                         \"{sidecar}\", which Kubernetes resolves from 1.32 on (checked for \
+                         {version}); the number {port} works on every version"
+                    ));
+                    Some(port)
+                }
+                Some((port, Some(sidecar))) => {
+                    v.error(format!(
+                        "{label}: targetPort {target} is declared only by native sidecar \
+                         \"{sidecar}\" (an init container), and Kubernetes before 1.32 resolves \
+                         a Service's named targetPort against spec.containers only \
+                         (kubernetes#127958): the EndpointSlice gets no port and every connection \
+                         is refused; use the number {port} (checked for Kubernetes {version}; \
+                         --kube-version sets the server's)"
+                    ));
+                    continue;
+                }
+                None => None,
+            },
         };
         let Some(port) = resolved else {
             v.error(format!(
@@ -698,6 +803,19 @@ fn service(s: &Service, w: &Workload, ports: &Ports, v: &mut Verdict) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kube_versions_parse_like_kubectl_prints_them() {
+        let v = |s: &str| s.parse::<KubeVersion>();
+        assert_eq!(v("1.31"), Ok(KubeVersion::new(1, 31)));
+        assert_eq!(v("v1.32.0"), Ok(KubeVersion::new(1, 32)));
+        assert_eq!(v("v1.28.7-gke.100"), Ok(KubeVersion::new(1, 28)));
+        assert_eq!(v("1.30+"), Ok(KubeVersion::new(1, 30)));
+        assert!(v("latest").is_err());
+        assert!(v("2.1").is_err());
+        assert!(v("1").is_err());
+        assert!(KubeVersion::new(1, 31) < KubeVersion::NAMED_PORT_IN_SIDECARS);
+    }
 
     #[test]
     fn env_names_map_to_flags() {

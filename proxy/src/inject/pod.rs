@@ -43,6 +43,9 @@ pub struct Injection {
     /// The app's port name that lameduck's data port took over (Services that target the name
     /// reach lameduck with no change); None when the app's port was unnamed, or in native mode.
     pub moved_name: Option<String>,
+    /// The app port's name when it kept it (native mode): Services that target that name still
+    /// reach the app.
+    pub kept_name: Option<String>,
     /// What was done, for the one line per workload.
     pub done: Vec<String>,
     /// What the user should know (a kept preStop, a rollout that can lose capacity, ...).
@@ -87,26 +90,7 @@ fn plan(
     targets: &[ServiceTarget],
     opts: &InjectOptions,
 ) -> Result<(PodSpec, Injection), String> {
-    match meta.annotations.get(settings::INJECT).map(String::as_str) {
-        Some("disabled") => return Err(format!("annotation {}: disabled", settings::INJECT)),
-        Some("enabled") | None => {}
-        Some(other) => {
-            return Err(format!(
-                "annotation {}: \"{other}\" is not \"enabled\" or \"disabled\"",
-                settings::INJECT
-            ))
-        }
-    }
-    if is_injected(spec) {
-        return Err("already injected (it has a lameduck container)".to_string());
-    }
-    if spec.host_network == Some(true) {
-        return Err(
-            "hostNetwork: the kubelet sends the preStop httpGet from the node's network \
-                    namespace, where lameduck's /drain is not"
-                .to_string(),
-        );
-    }
+    refusal(spec, meta)?;
     let settings = Resolved::new(opts, meta)?;
     let (ci, pi) = choose_port(spec, targets, settings.port.as_ref())?;
 
@@ -127,41 +111,119 @@ fn plan(
         opts.admin_port,
         &taken.iter().copied().chain([data_port]).collect::<Vec<_>>(),
     );
-
-    // Port names: in classic mode lameduck's data port takes the app port's name, so Services
-    // and Ingresses that target it by name reach lameduck unchanged. Not in native mode:
-    // EndpointSlices resolve named ports of init containers only from Kubernetes 1.32 on.
-    let names: Vec<String> = spec
-        .all_ports()
-        .filter_map(|(_, p)| p.name.clone())
-        .collect();
-    let name_taken = |n: &str| names.iter().any(|x| x == n);
-    let (data_port_name, moved_name) = match &old_port_name {
-        Some(old) if !settings.native => {
-            let taken: Vec<&str> = names.iter().map(String::as_str).collect();
-            let new_app_name = ports::renamed(old, app_port, &taken);
-            rename_port(&mut spec.containers[ci], old, &new_app_name);
-            done.push(format!(
-                "port \"{old}\" now lameduck's (the app's renamed \"{new_app_name}\")"
-            ));
-            (old.clone(), Some(old.clone()))
-        }
-        _ => {
-            let name = if name_taken("http") {
-                "lameduck-http"
-            } else {
-                "http"
-            };
-            (name.to_string(), None)
-        }
-    };
+    let (data_port_name, moved_name) = name_ports(&mut spec, ci, pi, settings.native, &mut done);
 
     // Readiness: lameduck's /ready, which asks the app through --app-probe.
     let (app_probe, probe_note) = readiness(&mut spec.containers[ci], app_port, &settings);
     done.push(probe_note);
 
-    // The budget, read by lameduck's own flag parser, and the grace period that covers it.
     let grace_before = spec.termination_grace_period_seconds;
+    let ports = (data_port, admin_port, app_port);
+    let (args, grace) = lameduck_args(&settings, ports, &app_probe, grace_before, &mut done)?;
+    spec.termination_grace_period_seconds = Some(grace);
+
+    // The app's preStop: SIGTERM only once lameduck has drained.
+    for c in &mut spec.containers {
+        pre_stop(c, admin_port, &settings, &mut done, &mut warnings);
+    }
+
+    let sidecar = sidecar(&settings, args, data_port, &data_port_name, admin_port);
+    let kind = if settings.native {
+        spec.init_containers.push(sidecar);
+        "native sidecar"
+    } else {
+        spec.containers.push(sidecar);
+        "sidecar"
+    };
+    done.insert(
+        0,
+        format!(
+            "lameduck ({kind}) fronts container \"{app_name}\" port {app_port} on {data_port} \
+             (admin {admin_port})"
+        ),
+    );
+    let kept_name = if settings.native { old_port_name } else { None };
+    Ok((
+        spec,
+        Injection {
+            app_port,
+            data_port,
+            moved_name,
+            kept_name,
+            done,
+            warnings,
+        },
+    ))
+}
+
+/// The reasons to leave a pod alone before looking at its ports: opted out, injected already,
+/// on the host's network.
+fn refusal(spec: &PodSpec, meta: &ObjectMeta) -> Result<(), String> {
+    match meta.annotations.get(settings::INJECT).map(String::as_str) {
+        Some("disabled") => return Err(format!("annotation {}: disabled", settings::INJECT)),
+        Some("enabled") | None => {}
+        Some(other) => {
+            return Err(format!(
+                "annotation {}: \"{other}\" is not \"enabled\" or \"disabled\"",
+                settings::INJECT
+            ))
+        }
+    }
+    if is_injected(spec) {
+        return Err("already injected (it has a lameduck container)".to_string());
+    }
+    if spec.host_network == Some(true) {
+        return Err(
+            "hostNetwork: the kubelet sends the preStop httpGet from the node's network \
+             namespace, where lameduck's /drain is not"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Names lameduck's data port; returns the name and, when it took over the app port's name,
+/// that name. In classic mode the data port takes the app port's name (the app's is renamed),
+/// so Services and Ingresses that target it by name reach lameduck unchanged. Not in native
+/// mode: EndpointSlices resolve named ports of init containers only from Kubernetes 1.32 on.
+fn name_ports(
+    spec: &mut PodSpec,
+    ci: usize,
+    pi: usize,
+    native: bool,
+    done: &mut Vec<String>,
+) -> (String, Option<String>) {
+    let names: Vec<String> = spec
+        .all_ports()
+        .filter_map(|(_, p)| p.name.clone())
+        .collect();
+    let app_port = spec.containers[ci].ports[pi].container_port;
+    match spec.containers[ci].ports[pi].name.clone() {
+        Some(old) if !native => {
+            let taken: Vec<&str> = names.iter().map(String::as_str).collect();
+            let new_app_name = ports::renamed(&old, app_port, &taken);
+            rename_port(&mut spec.containers[ci], &old, &new_app_name);
+            done.push(format!(
+                "port \"{old}\" now lameduck's (the app's renamed \"{new_app_name}\")"
+            ));
+            (old.clone(), Some(old))
+        }
+        _ if names.iter().any(|n| n == "http") => ("lameduck-http".to_string(), None),
+        _ => ("http".to_string(), None),
+    }
+}
+
+/// lameduck's args, and the grace period that covers its budget. The budget is computed by
+/// lameduck's own flag parser and arithmetic ([`crate::config::ShutdownBudget`]) from the args
+/// themselves, so inject and the binary cannot disagree; the grace period is raised to it,
+/// never lowered, and given to lameduck too (`--termination-grace-period`, its start-up check).
+fn lameduck_args(
+    settings: &Resolved,
+    (data_port, admin_port, app_port): (u16, u16, u16),
+    app_probe: &str,
+    grace_before: Option<i64>,
+    done: &mut Vec<String>,
+) -> Result<(Vec<String>, i64), String> {
     let app_budget = settings
         .flag("app-shutdown-budget")
         .map(str::to_string)
@@ -179,8 +241,9 @@ fn plan(
     }
     args.push(format!("--app-shutdown-budget={app_budget}"));
     let budget = parse_lameduck(&args)?.shutdown_budget();
-    let need = ceil_secs(budget.total());
-    let grace = grace_before.unwrap_or(DEFAULT_GRACE_SECONDS).max(need);
+    let grace = grace_before
+        .unwrap_or(DEFAULT_GRACE_SECONDS)
+        .max(ceil_secs(budget.total()));
     args.push(format!("--termination-grace-period={grace}s"));
     parse_lameduck(&args)?
         .validate()
@@ -191,48 +254,7 @@ fn plan(
             grace_before.map_or("unset (30)".to_string(), |g| g.to_string())
         ));
     }
-    spec.termination_grace_period_seconds = Some(grace);
-
-    // The app's preStop: SIGTERM only once lameduck has drained.
-    for c in &mut spec.containers {
-        pre_stop(c, admin_port, &settings, &mut done, &mut warnings);
-    }
-
-    let sidecar = sidecar(
-        &settings,
-        args,
-        data_port,
-        &data_port_name,
-        admin_port,
-        settings.native,
-    );
-    if settings.native {
-        spec.init_containers.push(sidecar);
-    } else {
-        spec.containers.push(sidecar);
-    }
-    done.insert(
-        0,
-        format!(
-            "lameduck ({}) fronts container \"{app_name}\" port {app_port} on {data_port} \
-             (admin {admin_port})",
-            if settings.native {
-                "native sidecar"
-            } else {
-                "sidecar"
-            }
-        ),
-    );
-    Ok((
-        spec,
-        Injection {
-            app_port,
-            data_port,
-            moved_name,
-            done,
-            warnings,
-        },
-    ))
+    Ok((args, grace))
 }
 
 /// Which port of which main container lameduck fronts: `--port` / `lameduck.io/port`, else the
@@ -514,7 +536,6 @@ fn sidecar(
     data_port: u16,
     data_port_name: &str,
     admin_port: u16,
-    native: bool,
 ) -> Container {
     let admin = || IntOrString::Str(ADMIN_PORT_NAME.to_string());
     let probe = |path: &str, timing: Value| {
@@ -560,7 +581,7 @@ fn sidecar(
         )),
         ..Container::default()
     };
-    if native {
+    if settings.native {
         c.restart_policy = Some("Always".to_string());
         // /live, not /ready: the app starts only once this passes, and /ready waits for it.
         c.startup_probe = Some(probe(
@@ -615,11 +636,20 @@ impl Injection {
                  that targets {} by number still reaches the app directly: target \"{name}\"",
                 self.app_port
             ),
-            None => format!(
-                "a Service that targets the app's port {} still reaches the app directly: target \
-                 lameduck's port {} instead",
-                self.app_port, self.data_port
-            ),
+            None => {
+                let by_name = match &self.kept_name {
+                    Some(name) => format!(
+                        " (by number or by the name \"{name}\", which the app keeps: named \
+                         ports of native sidecars resolve only from Kubernetes 1.32 on)"
+                    ),
+                    None => String::new(),
+                };
+                format!(
+                    "a Service that targets the app's port {}{by_name} still reaches the app \
+                     directly: target lameduck's port {} instead",
+                    self.app_port, self.data_port
+                )
+            }
         }
     }
 }

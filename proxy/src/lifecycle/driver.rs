@@ -337,6 +337,19 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn pingora_learns_the_lame_duck_window_from_the_phase() {
+        let r = rig(1000, 0, 1000, 15_000);
+        let mut lame = r.lc.lame_duck_watch();
+        r.ready().await;
+        settle().await;
+        assert!(!*lame.borrow(), "serving: no GOAWAY");
+        r.signal().await;
+        assert!(*lame.borrow_and_update(), "the window opened: GOAWAY");
+        // A watch made later starts out true.
+        assert!(*r.lc.lame_duck_watch().borrow());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_closed_signal_channel_is_not_a_signal() {
         let Rig {
             lc,

@@ -1,0 +1,266 @@
+//! The lab's e2e commands (scripts/e2e.sh): `lab loadgen` against a real slowapp on loopback,
+//! stopped by its stdin closing as `kubectl attach` closes it; `lab e2e-report` on a recorded
+//! run (tests/fixtures/e2e-run: a load generator's output with one refused request, a pod
+//! watch stream, EndpointSlices, Events and rollout times, shaped as kubectl prints them).
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn lab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lab"))
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A copy of the recorded run (the report writes run.json and timeline.svg beside its input).
+fn recorded_run(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2e-run");
+    let dst = tmp(name).join("run");
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    dst
+}
+
+fn report(run: &str, out: &Path) -> Output {
+    lab()
+        .args(["e2e-report", "--run", run, "--out"])
+        .arg(out)
+        .output()
+        .expect("run lab e2e-report")
+}
+
+#[test]
+fn loadgen_records_every_request_and_stops_when_stdin_closes() {
+    let slowapp = PathBuf::from(env!("CARGO_BIN_EXE_lab"))
+        .parent()
+        .unwrap()
+        .join("slowapp");
+    assert!(
+        slowapp.is_file(),
+        "{} is missing: run `cargo build --workspace` first",
+        slowapp.display()
+    );
+    let addr: SocketAddr = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut app = Command::new(&slowapp)
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--startup-delay",
+            "0s",
+            "--name",
+            "e2e-test",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start slowapp");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "slowapp never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut gen = lab()
+        .args(["loadgen", "--target", &addr.to_string(), "--rate", "40"])
+        .args([
+            "--long-delay",
+            "300ms",
+            "--duration",
+            "60s",
+            "--stop-on-stdin-eof",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lab loadgen");
+    // The load runs for as long as stdin stays open: this is its measurement window.
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(gen.stdin.take());
+    let started = Instant::now();
+    let mut stdout = String::new();
+    gen.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = gen.wait().unwrap();
+    let _ = app.kill();
+    let _ = app.wait();
+    assert!(status.success(), "loadgen failed: {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "loadgen did not stop when stdin closed"
+    );
+
+    let doc: Value = serde_json::from_str(stdout.trim()).expect("one JSON line on stdout");
+    assert_eq!(doc["stopped_by"], "stdin closed");
+    assert_eq!(doc["target"], addr.to_string());
+    let reqs = doc["requests"].as_array().unwrap();
+    assert!(
+        reqs.len() >= 30,
+        "{} requests at 40/s over 1.5 s",
+        reqs.len()
+    );
+    for r in reqs {
+        assert_eq!(r["outcome"], "ok", "{r}");
+        assert_eq!(r["pod"], "e2e-test", "{r}");
+    }
+    for (field, value) in [
+        ("client", "new"),
+        ("client", "keepalive"),
+        ("method", "GET"),
+        ("method", "POST"),
+    ] {
+        assert!(
+            reqs.iter().any(|r| r[field] == value),
+            "no request with {field} {value}"
+        );
+    }
+}
+
+#[test]
+fn a_lameduck_run_that_lost_a_request_fails_with_the_lab_table() {
+    let run = recorded_run("lossless");
+    let out = report(
+        &format!("lameduck:lossless:{}", run.display()),
+        &run.join(".."),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("| lameduck | kube-proxy | 4 | 3 | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 0 |"),
+        "{}",
+        show(&out)
+    );
+    assert!(stdout.trim_end().ends_with("| 22.7 |"), "{}", show(&out));
+    assert!(
+        stderr.contains("FAIL: lameduck lost 1 of 4 requests: lameduck must lose none"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn a_miswired_run_must_lose_requests() {
+    let run = recorded_run("lossy");
+    let out = report(&format!("bare:lossy:{}", run.display()), &run.join(".."));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // The same records without the loss: the test would have no teeth.
+    let text = std::fs::read_to_string(run.join("loadgen.json")).unwrap();
+    let healed = text.replace(
+        r#""outcome":"refused","error":"connection refused""#,
+        r#""outcome":"ok","status":200,"pod":"web-2""#,
+    );
+    assert_ne!(text, healed);
+    std::fs::write(run.join("loadgen.json"), healed).unwrap();
+    let out = report(&format!("bare:lossy:{}", run.display()), &run.join(".."));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("FAIL: bare lost nothing, but it is wired to lose requests"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn the_cluster_events_land_on_the_runs_clock() {
+    let run = recorded_run("events");
+    let out = report(
+        &format!("prestop-sleep:any:{}", run.display()),
+        &run.join(".."),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let events = doc["events"].as_array().unwrap();
+    let at = |kind: &str, pod: &str| -> Vec<f64> {
+        events
+            .iter()
+            .filter(|e| e["kind"] == kind && e["pod"] == pod)
+            .map(|e| e["t"].as_f64().unwrap())
+            .collect()
+    };
+    let close = |got: Vec<f64>, want: f64| got.len() == 1 && (got[0] - want).abs() < 1e-6;
+    // t0 = the load's start, 22:43:20; the deletion was the deadline less the grace period.
+    assert!(close(at("pod_created", "web-1"), -10.0), "{events:?}");
+    assert!(close(at("pod_ready", "web-1"), -8.0), "{events:?}");
+    assert!(close(at("terminating", "web-1"), 10.0), "{events:?}");
+    assert!(close(at("pre_stop_done", "web-1"), 10.0), "{events:?}");
+    assert!(close(at("endpoint_removed", "web-1"), 11.0), "{events:?}");
+    assert!(close(at("container_exited", "web-1"), 12.0), "{events:?}");
+    assert!(close(at("pod_unready", "web-1"), 12.0), "{events:?}");
+    assert!(close(at("pod_ready", "web-2"), 11.0), "{events:?}");
+    assert!(
+        events.iter().all(|e| e["pod"] != "loadgen"),
+        "the load generator is not one of the Deployment's pods: {events:?}"
+    );
+    let starts: Vec<f64> = events
+        .iter()
+        .filter(|e| e["kind"] == "rollout_started")
+        .map(|e| e["t"].as_f64().unwrap())
+        .collect();
+    assert!(close(starts, 8.5), "{events:?}");
+
+    let svg = std::fs::read_to_string(run.join("timeline.svg")).unwrap();
+    roxmltree::Document::parse(&svg).expect("timeline.svg is well-formed XML");
+    for needle in [
+        "web-1",
+        "web-2",
+        "preStop of app returned: failed",
+        "rollout 1",
+    ] {
+        assert!(svg.contains(needle), "timeline.svg lacks {needle}");
+    }
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("../summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["runs"][0]["failed_by_kind"]["refused"], 1);
+}
+
+#[test]
+fn a_bad_run_spec_exits_2_naming_the_flag() {
+    let out = lab()
+        .args(["e2e-report", "--run", "bare:maybe:/tmp", "--out", "/tmp"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--run") && stderr.contains("`maybe` is not lossless, lossy or any"),
+        "{}",
+        show(&out)
+    );
+}
