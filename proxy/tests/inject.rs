@@ -356,6 +356,7 @@ fn annotations_tune_each_workload() {
         "--shutdown-delay-max=8s",
         "--drain-timeout=30s",
         "--readiness-on-shutdown=serve",
+        "--upstream-protocol=http1",
         "--app-shutdown-budget=5s",
         "--termination-grace-period=45s",
     ] {
@@ -385,11 +386,16 @@ fn annotations_tune_each_workload() {
         15080
     );
 
-    let line = run.line("Deployment mistyped");
-    assert!(
-        line.contains("unchanged: ") && line.contains("--drain-timeout"),
-        "{line}"
-    );
+    for (workload, flag) in [
+        ("Deployment mistyped", "--drain-timeout"),
+        ("Deployment mistyped-protocol", "--upstream-protocol"),
+    ] {
+        let line = run.line(workload);
+        assert!(
+            line.contains("unchanged: ") && line.contains(flag),
+            "{line}"
+        );
+    }
 
     for w in ["Deployment tuned", "Deployment native"] {
         assert!(check_errors(&run.stdout, w).is_empty(), "{w}");

@@ -36,6 +36,7 @@ pub const TUNABLE_FLAGS: &[&str] = &[
     "client-read-timeout",
     "upstream-connect-timeout",
     "upstream-timeout",
+    "upstream-protocol",
     "threads",
     "log-format",
 ];
