@@ -3,7 +3,8 @@
 #
 # Runs against whatever cluster KUBECONFIG (or kubectl's default) names, and touches nothing
 # outside its own namespaces (lameduck-e2e-<scenario>), which it deletes at the end. For each
-# scenario (scripts/e2e/<name>/, kustomize overlays of the shipped k8s/ manifests):
+# scenario (scripts/e2e/<name>/, kustomize overlays of the shipped k8s/ manifests; one with an
+# inject.args file is rendered, then passed through `lameduck inject` with those flags):
 #   1. applies it with the images this script built and loaded, waits for the rollout;
 #   2. starts the lab's open-loop load generator (`lab loadgen`, Dockerfile.lab) as a Pod aimed at
 #      the Service's ClusterIP: fresh and keep-alive connections, GET and POST, short and 5 s
@@ -30,7 +31,7 @@ REPO=$PWD
 source scripts/lib.sh
 source scripts/images.sh
 
-ALL_SCENARIOS=(bare prestop-sleep lameduck lameduck-native lameduck-no-drain)
+ALL_SCENARIOS=(bare prestop-sleep lameduck lameduck-native lameduck-no-drain injected)
 LOAD=${E2E_LOAD:-}
 REGISTRY=${E2E_REGISTRY:-}
 CTR_SOCKET=${E2E_CTR_SOCKET:-${CONTAINERD_ADDRESS:-/run/containerd/containerd.sock}}
@@ -187,6 +188,21 @@ patches:
       name: zero-downtime
 EOF
     kubectl kustomize "$dir/kustomize" >"$dir/rendered.yaml"
+    if [[ -f $REPO/scripts/e2e/$s/inject.args ]]; then
+        # What a user does with their own manifests: `lameduck inject` (this tree's) over the
+        # rendered scenario, its sidecar image the one just built.
+        local inject_args=() summary
+        mapfile -t inject_args < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$REPO/scripts/e2e/$s/inject.args")
+        mv "$dir/rendered.yaml" "$dir/input.yaml"
+        "$REPO/target/release/lameduck" inject --image "${IMAGE[lameduck]}" "${inject_args[@]}" \
+            "$dir/input.yaml" >"$dir/rendered.yaml" 2>"$dir/inject.txt" ||
+            die "$s: lameduck inject failed: $(tail -n 1 "$dir/inject.txt")"
+        sed 's/^/     /' "$dir/inject.txt"
+        summary=$(tail -n 1 "$dir/inject.txt")
+        [[ $summary =~ :\ ([0-9]+)\ of\ ([0-9]+)\ workload && ${BASH_REMATCH[1]} -gt 0 &&
+            ${BASH_REMATCH[1]} == "${BASH_REMATCH[2]}" ]] ||
+            die "$s: lameduck inject left workloads alone ($summary)"
+    fi
     "$REPO/target/release/lameduck" check --kube-version "1.$server_minor" "$dir/rendered.yaml" \
         >"$dir/check.txt" 2>&1 || true
     echo "     lameduck check --kube-version 1.$server_minor: $(tail -n 1 "$dir/check.txt")"
@@ -301,7 +317,7 @@ EOF
 
 expect_of() {
     case $1 in
-    lameduck | lameduck-native) echo lossless ;;
+    lameduck | lameduck-native | injected) echo lossless ;;
     bare | lameduck-no-drain) echo lossy ;;
     *) echo any ;;
     esac
