@@ -1,18 +1,19 @@
 //! The data plane: every client connection, from accept to close, and how each request is
 //! forwarded to the app.
 //!
-//! Three rooms, each doing one job, and one shared request scope:
+//! Rooms, each doing one job, and one shared request scope:
 //! - [`DataPlane`] (this module) owns the *connection*: it accepts (until the drain begins), waits for a
 //!   request while the connection is idle (and closes idle connections when draining begins),
 //!   detects HTTP/2 (h2c), counts connections for the drain, and cuts them at the drain timeout.
 //! - [`fast::FastPath`] forwards every HTTP/1 request, in the connection's own task: one
 //!   reading of HTTP/1 framing for all of them ([`fast::head`]).
-//! - [`general::Forwarder`], a pingora-proxy `ProxyHttp`, takes HTTP/2 (h2c) connections.
-//!
+//! - [`h2`] serves HTTP/2 (h2c) clients and sends their streams to the app over h2c;
+//!   [`general::Forwarder`], a pingora-proxy `ProxyHttp`, takes them instead when the app does
+//!   not speak h2c.
 //! - [`scope`]: what both forwarders share per request (holding it for the app, counting it,
 //!   the error answers).
 //!
-//! Both forwarders hold early requests until the app is ready, add `Connection: close` once
+//! Every forwarder holds early requests until the app is ready, add `Connection: close` once
 //! the shutdown has begun, turn failures into 502/503/504 responses that say what happened,
 //! and count everything the same way.
 
