@@ -115,3 +115,37 @@ fn with_the_fd_limit_reached_by_clients_the_probe_answers_and_serving_resumes() 
         "no accept-error storm in the log:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_told_to_go_after_the_idle_timeout() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let app_addr = free_addr();
+    let app = slowapp(app_addr, &[]);
+    let ld = tokio::task::spawn_blocking(move || {
+        Lameduck::start_ready(app_addr, &["--idle-timeout", "1s"])
+    })
+    .await
+    .unwrap();
+    let stream = tokio::net::TcpStream::connect(ld.data).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::get("http://t/?delay_ms=1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+    // Nothing more is sent: lameduck ends the connection (GOAWAY) once it has been idle 1 s.
+    tokio::time::timeout(DEADLINE, conn)
+        .await
+        .expect("the idle HTTP/2 connection is closed by lameduck")
+        .unwrap()
+        .ok();
+    drop((ld, app));
+}

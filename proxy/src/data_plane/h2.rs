@@ -72,7 +72,52 @@ pub struct H2Forwarder {
     upstream: SocketAddr,
     startup_hold: Duration,
     upstream_timeout: Duration,
+    /// `--idle-timeout`: a client connection with no stream open for this long is told to go
+    /// (GOAWAY), as idle HTTP/1 connections are closed.
+    idle_timeout: Duration,
     lame_duck: watch::Receiver<bool>,
+}
+
+/// Whether a client connection is in use: streams open on it, and when the last one ended.
+struct Activity {
+    open: std::sync::atomic::AtomicUsize,
+    last: parking_lot::Mutex<tokio::time::Instant>,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            open: std::sync::atomic::AtomicUsize::new(0),
+            last: parking_lot::Mutex::new(tokio::time::Instant::now()),
+        })
+    }
+
+    /// When the connection became idle, or `None` while a stream is open.
+    fn idle_since(&self) -> Option<tokio::time::Instant> {
+        let last = *self.last.lock();
+        (self.open.load(std::sync::atomic::Ordering::Acquire) == 0).then_some(last)
+    }
+}
+
+/// Held by each stream (inside its [`Scope`]) for as long as it lives.
+struct ActiveStream(Arc<Activity>);
+
+impl ActiveStream {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        ActiveStream(Arc::clone(activity))
+    }
+}
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        *self.0.last.lock() = tokio::time::Instant::now();
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl H2Forwarder {
@@ -84,6 +129,7 @@ impl H2Forwarder {
             upstream: args.upstream,
             startup_hold: args.startup_hold,
             upstream_timeout: args.upstream_timeout,
+            idle_timeout: args.idle_timeout,
         }
     }
 
@@ -109,9 +155,12 @@ impl H2Forwarder {
             inner: stream,
         });
         let this = Arc::clone(&self);
+        let activity = Activity::new();
+        let streams = Arc::clone(&activity);
         let service = service_fn(move |req| {
             let this = Arc::clone(&this);
-            async move { this.forward(req, peer).await }
+            let active = ActiveStream::new(&streams);
+            async move { this.forward(req, peer, active).await }
         });
         if h2 {
             let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -121,7 +170,14 @@ impl H2Forwarder {
                 .initial_connection_window_size(CONNECTION_WINDOW);
             // GOAWAY(2^31-1) + PING as the window opens, GOAWAY(last id) on the PING's ack;
             // the connection then ends once its streams have.
-            let told = wait_true(self.lame_duck.clone());
+            let lame_duck = wait_true(self.lame_duck.clone());
+            let idle = idle_for(activity, self.idle_timeout);
+            let told = async move {
+                tokio::select! {
+                    _ = lame_duck => {}
+                    _ = idle => {}
+                }
+            };
             self.drive(builder.serve_connection(io, service), told, peer)
                 .await;
         } else {
@@ -180,6 +236,7 @@ impl H2Forwarder {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
+        active: ActiveStream,
     ) -> Result<Response<ProxyBody>, h2::Error> {
         self.lc.note_arrival();
         let grpc = is_grpc(req.headers());
@@ -190,6 +247,7 @@ impl H2Forwarder {
             arrived: Instant::now(),
             status: None,
             _in_flight: InFlight::new(&self.lc),
+            _active: active,
         };
         if scope.phase == Phase::Starting && !self.lc.app_ready() {
             if let Err(refusal) = hold_until_ready(&self.lc, self.startup_hold, self.upstream).await
@@ -403,6 +461,19 @@ fn percent_encode(message: &str) -> String {
 }
 
 /// Resolves at the drain timeout's cut.
+/// Completes once the connection has had no stream open for `timeout`.
+async fn idle_for(activity: Arc<Activity>, timeout: Duration) {
+    let mut check = tokio::time::Instant::now() + timeout;
+    loop {
+        tokio::time::sleep_until(check).await;
+        match activity.idle_since() {
+            Some(since) if since + timeout <= tokio::time::Instant::now() => return,
+            Some(since) => check = since + timeout,
+            None => check = tokio::time::Instant::now() + timeout,
+        }
+    }
+}
+
 async fn drained(lc: Arc<Lifecycle>) {
     lc.reached(Phase::Drained).await;
 }
@@ -420,6 +491,7 @@ struct Scope {
     arrived: Instant,
     status: Option<u16>,
     _in_flight: InFlight,
+    _active: ActiveStream,
 }
 
 impl Drop for Scope {
