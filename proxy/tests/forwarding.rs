@@ -267,7 +267,6 @@ fn websocket_upgrade_is_passed_through() {
 async fn h2c_clients_are_served_and_get_goaway_in_the_window() {
     use http_body_util::{BodyExt, Empty};
     use hyper::body::Bytes;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
 
     let app_addr = free_addr();
     let _app = slowapp(app_addr, &[]);
@@ -277,12 +276,7 @@ async fn h2c_clients_are_served_and_get_goaway_in_the_window() {
     .await
     .unwrap();
 
-    let stream = tokio::net::TcpStream::connect(ld.data).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2c prior-knowledge handshake");
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2c_connect(ld.data).await;
     let req = hyper::Request::get("http://t/?delay_ms=1")
         .body(Empty::<Bytes>::new())
         .unwrap();

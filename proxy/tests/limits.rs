@@ -120,7 +120,6 @@ fn with_the_fd_limit_reached_by_clients_the_probe_answers_and_serving_resumes() 
 async fn an_idle_http2_connection_is_told_to_go_after_the_idle_timeout() {
     use http_body_util::{BodyExt, Empty};
     use hyper::body::Bytes;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
 
     let app_addr = free_addr();
     let app = slowapp(app_addr, &[]);
@@ -129,12 +128,7 @@ async fn an_idle_http2_connection_is_told_to_go_after_the_idle_timeout() {
     })
     .await
     .unwrap();
-    let stream = tokio::net::TcpStream::connect(ld.data).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2c_connect(ld.data).await;
     let req = hyper::Request::get("http://t/?delay_ms=1")
         .body(Empty::<Bytes>::new())
         .unwrap();

@@ -235,7 +235,6 @@ fn a_close_delimited_body_reset_by_the_app_is_seen_to_be_cut() {
 async fn an_h2_response_cut_by_the_app_is_reset_not_finished() {
     use http_body_util::{BodyExt, Empty};
     use hyper::body::Bytes;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
 
     // Chunked, cut by the app's close: no length for the client to check, so only a reset
     // tells it (lameduck once wrote its error text and ended the stream cleanly).
@@ -247,12 +246,7 @@ async fn an_h2_response_cut_by_the_app_is_reset_not_finished() {
     let ld = tokio::task::spawn_blocking(move || (start(&app), app))
         .await
         .unwrap();
-    let stream = tokio::net::TcpStream::connect(ld.0.data).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2c_connect(ld.0.data).await;
     let req = hyper::Request::get("http://t/x")
         .body(Empty::<Bytes>::new())
         .unwrap();

@@ -167,3 +167,24 @@ pub fn in_background<T: Send + 'static>(
 ) -> std::thread::JoinHandle<T> {
     std::thread::spawn(f)
 }
+
+/// The sending half of an h2c client connection with empty request bodies.
+#[allow(dead_code)] // not every test binary uses it
+pub type H2Sender =
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<hyper::body::Bytes>>;
+
+/// An HTTP/2 prior-knowledge (h2c) client connection to `addr`: the request sender, and the
+/// connection's task, which ends when the server closes the connection.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn h2c_connect(
+    addr: SocketAddr,
+) -> (H2Sender, tokio::task::JoinHandle<hyper::Result<()>>) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2c prior-knowledge handshake");
+    (sender, tokio::spawn(conn))
+}
