@@ -95,7 +95,7 @@ async fn grpc_health_check(upstream: SocketAddr, service: &str) -> Result<(), St
         .map_err(|e| format!("grpc endpoint: {e}"))?
         .connect()
         .await
-        .map_err(|e| format!("connect (h2c): {}", error_chain(&e)))?;
+        .map_err(|e| format!("connect (h2c): {}", crate::upstream_h2::error_text(&e)))?;
     let answer = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: service.to_string(),
@@ -118,20 +118,4 @@ async fn grpc_health_check(upstream: SocketAddr, service: &str) -> Result<(), St
             "grpc.health.v1 Check({service:?}) answered an unknown status"
         )),
     }
-}
-
-/// An error and its sources on one line: tonic's transport errors say little at the top.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        // hyper-util and tonic repeat the same words at two levels; say them once.
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
