@@ -119,8 +119,13 @@ fn available_fronts(args: &RolloutArgs) -> Result<Vec<FrontKind>> {
     }
     if fronts.is_empty() {
         bail!(
-            "no front can run the {} load: apt-get install nginx-light haproxy, or use --front service",
-            args.load.name()
+            "no front can run the {} load: {}",
+            args.load.name(),
+            if args.front.iter().all(|f| f.carries(args.load).is_err()) {
+                "none of the fronts asked for carries it (see above)"
+            } else {
+                "apt-get install nginx-light haproxy, or use --front service"
+            }
         );
     }
     Ok(fronts)
