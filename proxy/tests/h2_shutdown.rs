@@ -183,6 +183,14 @@ fn goaway_max_and_ping_then_the_real_last_stream_then_rst_stream_at_the_drain_ti
         !frames[..last].iter().any(|f| f.kind == RST_STREAM),
         "the open stream runs on through the window: {frames:?}"
     );
+    assert_eq!(
+        metric(
+            &ld.metrics(),
+            r#"lameduck_http2_goaway_total{reason="shutdown"}"#
+        ),
+        Some(1.0),
+        "the connection told to go is counted"
+    );
 
     // The drain timeout: the stream still open is reset with CANCEL, and counted as cut.
     let rst = client.wait_frame("RST_STREAM at the drain timeout", last, |f| {
