@@ -41,8 +41,8 @@ fn read_json(p: &Path) -> Value {
 /// verdict: lameduck lost nothing, bare lost something, every ok record was `method` answered
 /// by a pod. Returns the output directory.
 fn rollout(load: &str, fronts: &str, method: &str) -> PathBuf {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("lab-{load}-{}", std::process::id()));
+    let out =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lab-{load}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let o = lab()
         .args(["rollout", "--load", load, "--scenario", "bare,lameduck"])
@@ -59,10 +59,18 @@ fn rollout(load: &str, fronts: &str, method: &str) -> PathBuf {
     let n_fronts = fronts.split(',').count();
     assert_eq!(runs.len(), 2 * n_fronts, "{}", show(&o));
     for r in runs {
-        let (scenario, front) = (r["scenario"].as_str().unwrap(), r["front"].as_str().unwrap());
+        let (scenario, front) = (
+            r["scenario"].as_str().unwrap(),
+            r["front"].as_str().unwrap(),
+        );
         let failed = r["failed"].as_u64().unwrap();
         let requests = r["requests"].as_u64().unwrap();
-        assert!(r["error"].is_null(), "{scenario}/{front}: {}\n{}", r["error"], show(&o));
+        assert!(
+            r["error"].is_null(),
+            "{scenario}/{front}: {}\n{}",
+            r["error"],
+            show(&o)
+        );
         assert!(requests > 100, "{scenario}/{front}: only {requests} sent");
         match scenario {
             "lameduck" => assert_eq!(
