@@ -266,13 +266,13 @@ async fn attempt(client: &mut SlowClient<Channel>, call: &Call) -> Attempt {
 
 /// Whether the HTTP/2 layer proves that no server processed the call (see the module doc).
 fn never_processed(status: &Status) -> bool {
-    if status.code() == Code::Cancelled {
-        return true;
-    }
     sources(status).any(|e| {
-        e.downcast_ref::<h2::Error>().is_some_and(|h2| {
-            (h2.is_go_away() && h2.is_remote()) || h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-        })
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
+            || e.downcast_ref::<h2::Error>().is_some_and(|h2| {
+                (h2.is_go_away() && h2.is_remote())
+                    || h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+            })
     })
 }
 
