@@ -1,7 +1,9 @@
-//! The two routes of the seed app, and the counters the shutdown report reads.
+//! The two routes of the seed app (plus `/ws`, the WebSocket echo of [`crate::websocket`]), and
+//! the counters the shutdown report reads.
 //!
 //! Routing follows Go's `http.ServeMux` as the seed used it: `/ready` is an exact match and
-//! every other path falls through to the slow `/` handler, whatever the method.
+//! every other path falls through to the slow `/` handler, whatever the method; `/ws` is exact
+//! too, added for the lab's long-lived connections.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
