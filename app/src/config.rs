@@ -107,15 +107,8 @@ fn parse_name(s: &str) -> Result<HeaderValue, String> {
 
 /// The kernel's hostname, which is the pod name in Kubernetes unless the pod spec changes it.
 fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the pointer and length describe `buf`, which outlives the call; gethostname writes
-    // at most `len` bytes into it.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..len]).trim().to_string();
+    let name = nix::unistd::gethostname().ok()?;
+    let name = name.to_string_lossy().trim().to_string();
     (!name.is_empty()).then_some(name)
 }
 

@@ -2,6 +2,8 @@
 //! code (0 after any shutdown, cut requests included, as the seed; 1 if it cannot serve; 2 for a
 //! bad command line).
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod grpc;
 mod handler;

@@ -8,6 +8,8 @@
 //!
 //! A dev-dependency only: nothing here belongs in a shipped binary.
 
+#![forbid(unsafe_code)]
+
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod http;

@@ -73,9 +73,10 @@ impl Proc {
 
     /// Sends a signal (`libc::SIGTERM`, `libc::SIGINT`, ...).
     pub fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) with the pid of our own child; no memory is involved.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.name);
+        let signal = nix::sys::signal::Signal::try_from(sig)
+            .unwrap_or_else(|e| panic!("{sig} is not a signal: {e}"));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal)
+            .unwrap_or_else(|e| panic!("kill({}, {signal}) failed: {e}", self.name));
     }
 
     pub fn sigterm(&self) {
