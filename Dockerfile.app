@@ -17,9 +17,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p slowapp \
+RUN cargo build --profile dist --locked -p slowapp \
     && mkdir -p /out \
-    && objcopy --strip-debug target/release/slowapp /out/slowapp
+    && objcopy --strip-debug target/dist/slowapp /out/slowapp
 
 FROM ${RUNTIME_IMAGE} AS runtime
 ARG VERSION=0.1.0

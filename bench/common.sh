@@ -12,7 +12,7 @@ bench_build() {
     if [[ $BUILD == 1 ]]; then
         log "building lameduck and slowapp ($PROFILE)"
         local flag=()
-        [[ $PROFILE == release ]] && flag=(--release)
+        [[ $PROFILE == debug ]] || flag=(--profile "$PROFILE")
         (cd "$REPO" && cargo build -q "${flag[@]}" -p lameduck -p slowapp) || die "cargo build failed"
     fi
 }

@@ -2,7 +2,7 @@
 # bench/h2.sh: the HTTP/2 (h2c) and gRPC rows of the benchmark, run by bench/run.sh after its
 # HTTP/1.1 rows (or on its own, with the same options).
 #
-# The app is slowapp (release build unless --profile debug), which speaks h2c and gRPC on one
+# The app is slowapp (the dist build unless --profile says otherwise), which speaks h2c and gRPC on one
 # port, with no delay. In front of it, each speaking HTTP/2 to the client (h2c, prior knowledge)
 # and to the app: lameduck (`--upstream-protocol auto`), nginx (`grpc_pass`: the only way nginx
 # speaks HTTP/2 upstream) and HAProxy (`proto h2` both sides), one worker/thread each; "direct"
@@ -24,7 +24,7 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 die() { echo "bench/h2: $*" >&2; exit 1; }
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-QUICK=0 ROUNDS=3 DURATION=8 PROFILE=release BUILD=1 PORT_BASE=28090 OUT="" LAMEDUCK_BIN=""
+QUICK=0 ROUNDS=3 DURATION=8 PROFILE=dist BUILD=1 PORT_BASE=28090 OUT="" LAMEDUCK_BIN=""
 CONNS=4 STREAMS=25
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -45,7 +45,7 @@ done
 for v in ROUNDS DURATION PORT_BASE; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench/h2: --${v,,} must be a positive integer" >&2; exit 2; }
 done
-[[ $PROFILE == release || $PROFILE == debug ]] || { echo "bench/h2: --profile must be release or debug" >&2; exit 2; }
+[[ $PROFILE == dist || $PROFILE == release || $PROFILE == debug ]] || { echo "bench/h2: --profile must be dist, release or debug" >&2; exit 2; }
 for tool in h2load nginx haproxy python3 taskset; do
     command -v "$tool" >/dev/null || [[ -x /usr/sbin/$tool ]] || die "missing $tool (bench/run.sh installs it)"
 done

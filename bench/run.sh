@@ -41,7 +41,8 @@ Usage: bench/run.sh [options]
   --layouts "L1 L2"    pinned and/or unpinned (default "pinned unpinned")
   --targets "T..."     any of direct lameduck nginx haproxy (default: all four)
   --upstream KIND      nginx (default) or slowapp: the app every target forwards to
-  --profile P          release (default) or debug: which build of lameduck/slowapp to run
+  --profile P          dist (default: what ships, fat LTO), release or debug: which build of
+                       lameduck/slowapp to run
   --no-build           do not run cargo build; use the binaries already in target/
   --lameduck-bin PATH  run this lameduck binary instead (e.g. a patched build); implies --no-build
   --port-base P        first of the ports used on 127.0.0.1: P..P+4, and P+10..P+14 for the
@@ -56,7 +57,7 @@ log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 QUICK=0 ROUNDS=3 DURATION=8 LAT_DURATION=10 RATES="1000 5000" CONNECTIONS=50 IDLE_CONNS=2000
 LAYOUTS="pinned unpinned" TARGETS="direct lameduck nginx haproxy" UPSTREAM_KIND=nginx
-PROFILE=release BUILD=1 PORT_BASE=28080 OUT="" LAMEDUCK_BIN=""
+PROFILE=dist BUILD=1 PORT_BASE=28080 OUT="" LAMEDUCK_BIN=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
@@ -89,7 +90,7 @@ for r in $RATES; do [[ $r =~ ^[1-9][0-9]*$ ]] || { echo "bench: --rates: '$r' is
 for l in $LAYOUTS; do [[ $l == pinned || $l == unpinned ]] || { echo "bench: --layouts: unknown layout '$l'" >&2; exit 2; }; done
 for t in $TARGETS; do [[ $t =~ ^(direct|lameduck|nginx|haproxy)$ ]] || { echo "bench: --targets: unknown target '$t'" >&2; exit 2; }; done
 [[ $UPSTREAM_KIND == nginx || $UPSTREAM_KIND == slowapp ]] || { echo "bench: --upstream must be nginx or slowapp" >&2; exit 2; }
-[[ $PROFILE == release || $PROFILE == debug ]] || { echo "bench: --profile must be release or debug" >&2; exit 2; }
+[[ $PROFILE == dist || $PROFILE == release || $PROFILE == debug ]] || { echo "bench: --profile must be dist, release or debug" >&2; exit 2; }
 
 NCPU=$(nproc)
 if [[ $NCPU -lt 2 && $LAYOUTS == *pinned* ]]; then

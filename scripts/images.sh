@@ -8,7 +8,7 @@
 #   images_base                     the distroless-style runtime base, from Debian's libc6 and
 #                                   libgcc-s1 (what gcr.io/distroless/cc-debian12 holds) plus a
 #                                   nonroot user 65532, as $BASE_IMAGE
-#   images_binaries PKG...          host release builds of the packages, stripped as the
+#   images_binaries PKG...          host dist-profile builds of the packages, stripped as the
 #                                   Dockerfiles strip them, into target/image/ (--target from-host)
 #   images_builder                  instead: the Dockerfiles' own builder stage, with a local
 #                                   debootstrap Debian as BUILDER_IMAGE and the host's toolchain
@@ -64,13 +64,13 @@ images_base() {
 }
 
 images_binaries() {
-    step "release binaries on the host ($*)"
+    step "dist binaries on the host ($*; the profile the Dockerfiles build)"
     local args=() pkg
     for pkg in "$@"; do args+=(-p "$pkg"); done
-    cargo build --release --locked "${args[@]}"
+    cargo build --profile dist --locked "${args[@]}"
     mkdir -p target/image
     for pkg in "$@"; do
-        objcopy --strip-debug "target/release/$pkg" "target/image/$pkg"
+        objcopy --strip-debug "target/dist/$pkg" "target/image/$pkg"
     done
     _images_build_args=(--target from-host)
 }

@@ -6,7 +6,7 @@
 #      if missing (scripts/images.sh, shared with scripts/e2e.sh); no image can be pulled here, so
 #   2. the runtime base is made locally, distroless-style, from Debian's libc6 and libgcc-s1
 #      packages (what gcr.io/distroless/cc-debian12 holds, plus a nonroot user 65532), and
-#   3. the binaries are built on the host (`cargo build --release --locked`, stripped as the
+#   3. the binaries are built on the host (`cargo build --profile dist --locked`, stripped as the
 #      Dockerfiles strip them) and copied in with `--target from-host`: the Dockerfiles' own builder
 #      stage needs a Rust image, which cannot be pulled here;
 #   4. both images are built from Dockerfile.proxy and Dockerfile.app with those build args;
@@ -23,9 +23,9 @@
 # build): its BUILDER_IMAGE is then a local Debian bookworm made with debootstrap (gcc, make,
 # binutils), and since no Rust image can be pulled, the host's Rust toolchain and crate cache are
 # bind-mounted into the build (`podman build -v`: read-only toolchain, the crate cache); the
-# builder's own `apt-get install cmake` runs for real. Slow: a full release build per image.
+# builder's own `apt-get install cmake` runs for real. Slow: a full dist-profile build per image.
 #
-# Not part of CI by default: it installs podman, needs root, and builds release binaries (minutes
+# Not part of CI by default: it installs podman, needs root, and builds dist-profile binaries (minutes
 # on a cold target/). Run it by hand: `sudo scripts/podman-pod-test.sh [--from-source]`.
 # Exit: 0 pass; 1 a check failed, or no container engine could be set up (said on stderr).
 set -euo pipefail
