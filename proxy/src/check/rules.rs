@@ -250,63 +250,10 @@ fn sidecar_support(version: KubeVersion, v: &mut Verdict) {
 /// stand for, then its args (which win, as they do over env in the binary), parsed by the same
 /// clap definition as the binary's.
 fn lameduck_config(c: &Container, v: &mut Verdict) -> Option<RunArgs> {
-    let cmd = Cli::command();
-    let env_flags: HashMap<String, String> = cmd
-        .get_arguments()
-        .filter_map(|a| {
-            let env = a.get_env()?.to_str()?.to_string();
-            Some((env, a.get_long()?.to_string()))
-        })
-        .collect();
-
     let mut argv = vec!["lameduck".to_string()];
-    for e in &c.env {
-        if !e.name.starts_with("LAMEDUCK_") {
-            continue;
-        }
-        let Some(flag) = env_flags.get(&e.name) else {
-            v.warning(format!(
-                "container \"{}\": env {} is not a lameduck setting (lameduck ignores it; \
-                 misspelt?)",
-                c.name, e.name
-            ));
-            continue;
-        };
-        match (&e.value, &e.value_from) {
-            (_, Some(_)) => v.warning(format!(
-                "container \"{}\": env {} comes from valueFrom, which cannot be read offline: \
-                 checked with lameduck's default for --{flag}",
-                c.name, e.name
-            )),
-            (Some(value), None) => argv.push(format!("--{flag}={value}")),
-            (None, None) => argv.push(format!("--{flag}=")),
-        }
-    }
-    if !c.env_from.is_empty() {
-        v.warning(format!(
-            "container \"{}\": envFrom may set LAMEDUCK_* variables that this check cannot see",
-            c.name
-        ));
-    }
-    if let Some(first) = c.command.first() {
-        if first
-            .rsplit('/')
-            .next()
-            .unwrap_or(first)
-            .contains("lameduck")
-        {
-            argv.extend(c.command[1..].iter().cloned());
-        } else {
-            v.warning(format!(
-                "container \"{}\": command `{}` replaces the lameduck entrypoint: only args are \
-                 read as lameduck's flags",
-                c.name,
-                c.command.join(" ")
-            ));
-        }
-    }
+    argv.extend(env_as_flags(c, v));
+    argv.extend(command_flags(c, v));
     argv.extend(c.args.iter().cloned());
-
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) if cli.command.is_none() => cli,
         Ok(_) => {
@@ -335,6 +282,68 @@ fn lameduck_config(c: &Container, v: &mut Verdict) -> Option<RunArgs> {
         ));
     }
     Some(cfg)
+}
+
+/// The container's `LAMEDUCK_*` env entries as the flags they stand for (clap's own env
+/// names, so the mapping cannot drift); what cannot be read offline is warned about.
+fn env_as_flags(c: &Container, v: &mut Verdict) -> Vec<String> {
+    let env_flags: HashMap<String, String> = Cli::command()
+        .get_arguments()
+        .filter_map(|a| {
+            let env = a.get_env()?.to_str()?.to_string();
+            Some((env, a.get_long()?.to_string()))
+        })
+        .collect();
+    let mut flags = Vec::new();
+    for e in c.env.iter().filter(|e| e.name.starts_with("LAMEDUCK_")) {
+        let Some(flag) = env_flags.get(&e.name) else {
+            v.warning(format!(
+                "container \"{}\": env {} is not a lameduck setting (lameduck ignores it; \
+                 misspelt?)",
+                c.name, e.name
+            ));
+            continue;
+        };
+        match (&e.value, &e.value_from) {
+            (_, Some(_)) => v.warning(format!(
+                "container \"{}\": env {} comes from valueFrom, which cannot be read offline: \
+                 checked with lameduck's default for --{flag}",
+                c.name, e.name
+            )),
+            (Some(value), None) => flags.push(format!("--{flag}={value}")),
+            (None, None) => flags.push(format!("--{flag}=")),
+        }
+    }
+    if !c.env_from.is_empty() {
+        v.warning(format!(
+            "container \"{}\": envFrom may set LAMEDUCK_* variables that this check cannot see",
+            c.name
+        ));
+    }
+    flags
+}
+
+/// The flags in `command` after the lameduck binary itself; a `command` that runs something
+/// else replaces the entrypoint, and only `args` can be read.
+fn command_flags(c: &Container, v: &mut Verdict) -> Vec<String> {
+    let Some(first) = c.command.first() else {
+        return Vec::new();
+    };
+    if first
+        .rsplit('/')
+        .next()
+        .unwrap_or(first)
+        .contains("lameduck")
+    {
+        return c.command[1..].to_vec();
+    }
+    v.warning(format!(
+        "container \"{}\": command `{}` replaces the lameduck entrypoint: only args are \
+         read as lameduck's flags",
+        c.name,
+        c.command.join(" ")
+    ));
+    Vec::new()
 }
 
 /// The data and admin planes must listen on the pod IP: the Service, the kubelet's probes and
