@@ -183,23 +183,7 @@ fn inject_object(
             warnings: Vec::new(),
         }));
     }
-    let refs: Vec<ServiceRef> = services
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.selects(&w))
-        .flat_map(|(si, s)| {
-            let spec = &w.spec;
-            s.spec.ports.iter().enumerate().filter_map(move |(pi, p)| {
-                let target = p.target();
-                Some(ServiceRef {
-                    service: si,
-                    port: pi,
-                    container_port: spec.resolve_service_target(&target)?,
-                    target,
-                })
-            })
-        })
-        .collect();
+    let refs = service_refs(services, &w);
     let targets: Vec<ServiceTarget> = refs
         .iter()
         .map(|r| ServiceTarget {
@@ -215,28 +199,8 @@ fn inject_object(
         w.write_pod_spec(obj);
         warnings.extend(inj.warnings.iter().cloned());
         warnings.extend(rollout_warning(&w));
-        let mut any_service = false;
-        for r in refs.iter().filter(|r| r.container_port == inj.app_port) {
-            any_service = true;
-            let s = &services[r.service];
-            let sp = &s.spec.ports[r.port];
-            match &r.target {
-                IntOrString::Str(name) if inj.moved_name.as_deref() == Some(name) => {
-                    line.push_str(&format!(
-                        "; Service {} port {}: targetPort \"{name}\" now lameduck's",
-                        s.name, sp.port
-                    ));
-                }
-                _ => {
-                    retarget.push((r.service, r.port, IntOrString::Int(inj.data_port.into())));
-                    line.push_str(&format!(
-                        "; Service {} port {}: targetPort {} -> {}",
-                        s.name, sp.port, r.target, inj.data_port
-                    ));
-                }
-            }
-        }
-        if !any_service {
+        let moved = retarget_services(inj, &refs, services, retarget, &mut line);
+        if !moved {
             warnings.push(format!(
                 "no Service in the input targets it: {}",
                 inj.service_advice()
@@ -249,6 +213,61 @@ fn inject_object(
         line,
         warnings,
     }))
+}
+
+/// Every port of every Service that selects the workload, with the container port it reaches.
+fn service_refs(services: &[Service], w: &Workload) -> Vec<ServiceRef> {
+    services
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.selects(w))
+        .flat_map(|(si, s)| {
+            let spec = &w.spec;
+            s.spec.ports.iter().enumerate().filter_map(move |(pi, p)| {
+                let target = p.target();
+                Some(ServiceRef {
+                    service: si,
+                    port: pi,
+                    container_port: spec.resolve_service_target(&target)?,
+                    target,
+                })
+            })
+        })
+        .collect()
+}
+
+/// Points the Service ports that reached the app at lameduck instead: a named targetPort
+/// follows the name (now lameduck's port), a numeric one is queued in `retarget`. Says what
+/// it did in `line`; false when no Service reached the app.
+fn retarget_services(
+    inj: &pod::Injection,
+    refs: &[ServiceRef],
+    services: &[Service],
+    retarget: &mut Vec<(usize, usize, IntOrString)>,
+    line: &mut String,
+) -> bool {
+    let mut any_service = false;
+    for r in refs.iter().filter(|r| r.container_port == inj.app_port) {
+        any_service = true;
+        let s = &services[r.service];
+        let sp = &s.spec.ports[r.port];
+        match &r.target {
+            IntOrString::Str(name) if inj.moved_name.as_deref() == Some(name) => {
+                line.push_str(&format!(
+                    "; Service {} port {}: targetPort \"{name}\" now lameduck's",
+                    s.name, sp.port
+                ));
+            }
+            _ => {
+                retarget.push((r.service, r.port, IntOrString::Int(inj.data_port.into())));
+                line.push_str(&format!(
+                    "; Service {} port {}: targetPort {} -> {}",
+                    s.name, sp.port, r.target, inj.data_port
+                ));
+            }
+        }
+    }
+    any_service
 }
 
 /// The rollout strategy is the user's; a warning says when it can lose capacity.
