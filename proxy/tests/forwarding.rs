@@ -143,8 +143,7 @@ fn websocket_upgrade_is_passed_through() {
 
 #[tokio::test]
 async fn h2c_clients_are_served_and_get_goaway_in_the_window() {
-    use http_body_util::{BodyExt, Empty};
-    use hyper::body::Bytes;
+    use http_body_util::BodyExt;
 
     let app_addr = free_addr();
     let _app = slowapp(app_addr, &[]);
@@ -155,10 +154,7 @@ async fn h2c_clients_are_served_and_get_goaway_in_the_window() {
     .unwrap();
 
     let (mut sender, conn) = h2c_connect(ld.data).await;
-    let req = hyper::Request::get("http://t/?delay_ms=1")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    let resp = h2c_get(&mut sender, "/?delay_ms=1").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.version(), hyper::Version::HTTP_2);
     assert_eq!(

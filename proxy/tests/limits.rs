@@ -126,8 +126,7 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
 }
 
 async fn idle_http2_connection_closes(protocol: &'static str) {
-    use http_body_util::{BodyExt, Empty};
-    use hyper::body::Bytes;
+    use http_body_util::BodyExt;
 
     let app_addr = free_addr();
     let app = slowapp(app_addr, &[]);
@@ -140,10 +139,7 @@ async fn idle_http2_connection_closes(protocol: &'static str) {
     .await
     .unwrap();
     let (mut sender, conn) = h2c_connect(ld.data).await;
-    let req = hyper::Request::get("http://t/?delay_ms=1")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    let resp = h2c_get(&mut sender, "/?delay_ms=1").await;
     assert_eq!(resp.status(), 200);
     resp.into_body().collect().await.unwrap();
     // Nothing more is sent: lameduck ends the connection once it has been idle 1 s.

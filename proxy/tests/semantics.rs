@@ -130,8 +130,7 @@ fn a_close_delimited_body_reset_by_the_app_is_seen_to_be_cut() {
 
 #[tokio::test]
 async fn an_h2_response_cut_by_the_app_is_reset_not_finished() {
-    use http_body_util::{BodyExt, Empty};
-    use hyper::body::Bytes;
+    use http_body_util::BodyExt;
 
     // Chunked, cut by the app's close: no length for the client to check, so only a reset
     // tells it (lameduck once wrote its error text and ended the stream cleanly).
@@ -144,10 +143,7 @@ async fn an_h2_response_cut_by_the_app_is_reset_not_finished() {
         .await
         .unwrap();
     let (mut sender, _conn) = h2c_connect(ld.0.data).await;
-    let req = hyper::Request::get("http://t/x")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    let resp = h2c_get(&mut sender, "/x").await;
     assert_eq!(resp.status(), 200);
     let body = tokio::time::timeout(DEADLINE, resp.into_body().collect())
         .await

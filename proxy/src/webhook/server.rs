@@ -84,6 +84,10 @@ impl Metrics {
         }
     }
 
+    fn review(&self, outcome: &str) {
+        self.reviews.with_label_values(&[outcome]).inc();
+    }
+
     fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         TextEncoder::new()
@@ -302,11 +306,7 @@ async fn route(req: Request<Incoming>, state: &State) -> Resp {
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            state
-                .metrics
-                .reviews
-                .with_label_values(&["malformed"])
-                .inc();
+            state.metrics.review("malformed");
             return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("cannot read the body: {e}\n"),
@@ -315,11 +315,7 @@ async fn route(req: Request<Incoming>, state: &State) -> Resp {
     };
     match admission::review(&body, opt_in, &state.inject) {
         Ok((answer, verdict)) => {
-            state
-                .metrics
-                .reviews
-                .with_label_values(&[verdict.label()])
-                .inc();
+            state.metrics.review(verdict.label());
             let uid = answer["response"]["uid"].as_str().unwrap_or("");
             tracing::info!(uid, outcome = verdict.label(), "review answered");
             Response::builder()
@@ -330,11 +326,7 @@ async fn route(req: Request<Incoming>, state: &State) -> Resp {
                 .expect("static response")
         }
         Err(e) => {
-            state
-                .metrics
-                .reviews
-                .with_label_values(&["malformed"])
-                .inc();
+            state.metrics.review("malformed");
             tracing::warn!(error = %e, "malformed review");
             text(
                 StatusCode::BAD_REQUEST,

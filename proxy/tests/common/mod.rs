@@ -185,3 +185,12 @@ pub async fn h2c_connect(
     .expect("h2c prior-knowledge handshake");
     (sender, tokio::spawn(conn))
 }
+
+/// `GET path` on an h2c connection (authority `t`): the response, its body still to read.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn h2c_get(sender: &mut H2Sender, path: &str) -> hyper::Response<hyper::body::Incoming> {
+    let req = hyper::Request::get(format!("http://t{path}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    sender.send_request(req).await.expect("an h2c response")
+}
