@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::measure::load::{Load, LoadConfig};
 use crate::measure::record::{EventKind, Recorder, RequestRecord};
-use crate::report::{self, timeline, RunSummary};
+use crate::report::{self, timeline, LoadJson, RunSummary};
 
 /// `lab loadgen`: the lab's load against one address, records as JSON on stdout.
 #[derive(Debug, Clone, Args)]
@@ -71,25 +71,26 @@ pub struct LoadgenArgs {
     pub seed: u64,
 }
 
-/// What `lab loadgen` prints: the wall-clock start (to put the cluster's events on the same
-/// axis), the load's settings and every request.
+/// What `lab loadgen` prints: how it ran, and every request.
 #[derive(Debug, serde::Serialize, Deserialize)]
 // The records' client and method are `&'static str`: read back from an owned `Value`.
 #[serde(bound(deserialize = "'de: 'static"))]
 struct LoadgenOutput {
+    #[serde(flatten)]
+    run: LoadgenRun,
+    requests: Vec<RequestRecord>,
+}
+
+/// How a load generator ran: its wall-clock start (to put the cluster's events on the same
+/// axis), its target and settings, and what stopped it. run.json keeps it as `load`.
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct LoadgenRun {
     started_unix: f64,
     target: String,
-    rate: f64,
-    keepalive_share: f64,
-    post_share: f64,
-    long_share: f64,
-    short_delay_ms: u64,
-    long_delay_ms: u64,
-    timeout_ms: u64,
-    seed: u64,
+    #[serde(flatten)]
+    load: LoadJson,
     /// Why the load stopped: `duration` or `stdin closed`.
     stopped_by: String,
-    requests: Vec<RequestRecord>,
 }
 
 fn unix_now() -> f64 {
@@ -128,17 +129,12 @@ pub async fn loadgen(args: LoadgenArgs) -> Result<bool> {
     };
     load.stop().await;
     let out = LoadgenOutput {
-        started_unix,
-        target: args.target.to_string(),
-        rate: cfg.rate,
-        keepalive_share: cfg.keepalive_share,
-        post_share: cfg.post_share,
-        long_share: cfg.long_share,
-        short_delay_ms: cfg.short_delay.as_millis() as u64,
-        long_delay_ms: cfg.long_delay.as_millis() as u64,
-        timeout_ms: cfg.timeout.as_millis() as u64,
-        seed: cfg.seed,
-        stopped_by: stopped_by.to_string(),
+        run: LoadgenRun {
+            started_unix,
+            target: args.target.to_string(),
+            load: LoadJson::from(&cfg),
+            stopped_by: stopped_by.to_string(),
+        },
         requests: rec.requests(),
     };
     // One line, so it can be picked out of `kubectl logs` whatever else the runtime adds.
@@ -212,7 +208,7 @@ pub fn report(args: ReportArgs) -> Result<bool> {
     for run in &args.runs {
         let (summary, rec, load) = one_report(run, &args.front)?;
         rows.push(summary.clone());
-        write_run_json(&run.dir.join("run.json"), &summary, &rec, &load)?;
+        report::write_run_json(&run.dir.join("run.json"), &summary, ("load", &load), &rec)?;
         timeline::write_svg(&run.dir.join("timeline.svg"), &summary, &rec)?;
         let lost = summary.failed;
         match run.expect {
@@ -264,36 +260,7 @@ pub fn report(args: ReportArgs) -> Result<bool> {
     Ok(ok)
 }
 
-fn write_run_json(
-    path: &Path,
-    summary: &RunSummary,
-    rec: &Recorder,
-    load: &LoadgenOutput,
-) -> Result<()> {
-    let doc = serde_json::json!({
-        "summary": summary,
-        "load": {
-            "started_unix": load.started_unix,
-            "target": load.target,
-            "rate": load.rate,
-            "keepalive_share": load.keepalive_share,
-            "post_share": load.post_share,
-            "long_share": load.long_share,
-            "short_delay_ms": load.short_delay_ms,
-            "long_delay_ms": load.long_delay_ms,
-            "timeout_ms": load.timeout_ms,
-            "seed": load.seed,
-            "stopped_by": load.stopped_by,
-        },
-        "events": rec.events(),
-        "requests": rec.requests(),
-    });
-    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    serde_json::to_writer(std::io::BufWriter::new(f), &doc)
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-fn one_report(run: &RunSpec, front: &str) -> Result<(RunSummary, Arc<Recorder>, LoadgenOutput)> {
+fn one_report(run: &RunSpec, front: &str) -> Result<(RunSummary, Arc<Recorder>, LoadgenRun)> {
     let path = run.dir.join("loadgen.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -308,9 +275,9 @@ fn one_report(run: &RunSpec, front: &str) -> Result<(RunSummary, Arc<Recorder>, 
     let load = LoadgenOutput::deserialize(value)
         .with_context(|| format!("reading the records in {}", path.display()))?;
     let rec = Recorder::new();
-    let t0 = load.started_unix;
-    for r in &load.requests {
-        rec.request(r.clone());
+    let t0 = load.run.started_unix;
+    for r in load.requests {
+        rec.request(r);
     }
     rec.event_at(0.0, None, EventKind::LoadStarted);
     let mut error = None;
@@ -324,7 +291,7 @@ fn one_report(run: &RunSpec, front: &str) -> Result<(RunSummary, Arc<Recorder>, 
         &rec,
         error,
     );
-    Ok((summary, rec, load))
+    Ok((summary, rec, load.run))
 }
 
 /// Everything the cluster and the e2e said, onto the run's clock (`t0`: the load's start).
@@ -411,131 +378,186 @@ fn pod_events(
     at: &impl Fn(&str) -> Option<f64>,
     rec: &Recorder,
 ) -> Result<HashSet<String>> {
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut ready: HashMap<String, bool> = HashMap::new();
-    let mut revisions: Vec<String> = Vec::new();
-    let mut marks: HashSet<(String, String, String)> = HashSet::new();
-    let mut restarts: HashMap<(String, String), i64> = HashMap::new();
-    let mut once = |pod: &str, what: &str, key: &str| {
-        marks.insert((pod.to_string(), what.to_string(), key.to_string()))
+    let mut watch = PodWatch {
+        at,
+        rec,
+        seen: HashSet::new(),
+        ready: HashMap::new(),
+        revisions: Vec::new(),
+        marked: HashSet::new(),
+        restarts: HashMap::new(),
     };
     for pod in objects(text)? {
         let Some(name) = s(&pod, &["metadata", "name"]) else {
             continue;
         };
-        if seen.insert(name.to_string()) {
-            let hash = s(&pod, &["metadata", "labels", "pod-template-hash"]).unwrap_or("");
-            if !revisions.iter().any(|h| h == hash) {
-                revisions.push(hash.to_string());
-            }
-            let revision = revisions.iter().position(|h| h == hash).unwrap_or(0) as u32;
-            if let Some(t) = s(&pod, &["metadata", "creationTimestamp"]).and_then(at) {
-                let ip = s(&pod, &["status", "podIP"]).unwrap_or("").to_string();
-                rec.event_at(t, Some(name), EventKind::PodCreated { ip, revision });
-            }
-        }
+        watch.first_sight(&pod, name);
         let statuses = ["initContainerStatuses", "containerStatuses"]
             .iter()
             .filter_map(|k| pod.get("status")?.get(*k)?.as_array())
             .flatten();
         for c in statuses {
-            let cname = s(c, &["name"]).unwrap_or("?");
-            let image = s(c, &["image"]).unwrap_or("");
-            let count = c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
-            let before = restarts
-                .insert((name.to_string(), cname.to_string()), count)
-                .unwrap_or(0);
-            let last = c.get("lastState").and_then(|l| l.get("terminated"));
-            if count > before {
-                if let Some(t) = last.and_then(|l| s(l, &["finishedAt"])).and_then(at) {
-                    rec.event_at(
-                        t,
-                        Some(name),
-                        EventKind::UnexpectedExit {
-                            container: cname.to_string(),
-                            code: last
-                                .and_then(|l| l.get("exitCode")?.as_i64())
-                                .map(|c| c as i32),
-                            signal: last
-                                .and_then(|l| l.get("signal")?.as_i64())
-                                .map(|c| c as i32),
-                        },
-                    );
-                }
-            }
-            let state = c.get("state");
-            if let Some(started) = state.and_then(|st| s(st, &["running", "startedAt"])) {
-                if once(name, "started", &format!("{cname}@{started}")) {
-                    if let Some(t) = at(started) {
-                        rec.event_at(
-                            t,
-                            Some(name),
-                            EventKind::ContainerStarted {
-                                container: cname.to_string(),
-                                binary: binary(image),
-                                pid: 0,
-                            },
-                        );
-                    }
-                }
-            }
-            if let Some(term) = state.and_then(|st| st.get("terminated")) {
-                let finished = s(term, &["finishedAt"]).unwrap_or("");
-                if once(name, "exited", &format!("{cname}@{finished}")) {
-                    if let Some(t) = at(finished) {
-                        rec.event_at(
-                            t,
-                            Some(name),
-                            EventKind::ContainerExited {
-                                container: cname.to_string(),
-                                code: term
-                                    .get("exitCode")
-                                    .and_then(Value::as_i64)
-                                    .map(|c| c as i32),
-                                signal: term
-                                    .get("signal")
-                                    .and_then(Value::as_i64)
-                                    .map(|c| c as i32),
-                            },
-                        );
-                    }
+            watch.restart(name, c);
+            watch.container_state(name, c);
+        }
+        watch.readiness(&pod, name);
+        watch.deletion(&pod, name);
+    }
+    Ok(watch.seen)
+}
+
+/// What a pod watch stream has shown so far: each snapshot repeats the whole pod, and only
+/// what changed since the last one becomes an event.
+struct PodWatch<'a, F> {
+    at: &'a F,
+    rec: &'a Recorder,
+    seen: HashSet<String>,
+    ready: HashMap<String, bool>,
+    /// pod-template-hash values in the order first seen: revision 0, 1, ...
+    revisions: Vec<String>,
+    /// (pod, what, key) already recorded, for the marks a snapshot repeats.
+    marked: HashSet<(String, String, String)>,
+    /// The last restartCount of each (pod, container).
+    restarts: HashMap<(String, String), i64>,
+}
+
+impl<F: Fn(&str) -> Option<f64>> PodWatch<'_, F> {
+    /// True the first time (pod, what, key) is asked about.
+    fn once(&mut self, pod: &str, what: &str, key: &str) -> bool {
+        self.marked
+            .insert((pod.to_string(), what.to_string(), key.to_string()))
+    }
+
+    fn event(&self, t: f64, pod: &str, kind: EventKind) {
+        self.rec.event_at(t, Some(pod), kind);
+    }
+
+    /// A pod seen for the first time: created, in the revision of its template hash.
+    fn first_sight(&mut self, pod: &Value, name: &str) {
+        if !self.seen.insert(name.to_string()) {
+            return;
+        }
+        let hash = s(pod, &["metadata", "labels", "pod-template-hash"]).unwrap_or("");
+        if !self.revisions.iter().any(|h| h == hash) {
+            self.revisions.push(hash.to_string());
+        }
+        let revision = self.revisions.iter().position(|h| h == hash).unwrap_or(0) as u32;
+        if let Some(t) = s(pod, &["metadata", "creationTimestamp"]).and_then(self.at) {
+            let ip = s(pod, &["status", "podIP"]).unwrap_or("").to_string();
+            self.event(t, name, EventKind::PodCreated { ip, revision });
+        }
+    }
+
+    /// A container whose restartCount went up exited without being asked: when its last
+    /// state says.
+    fn restart(&mut self, name: &str, c: &Value) {
+        let cname = s(c, &["name"]).unwrap_or("?");
+        let count = c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+        let before = self
+            .restarts
+            .insert((name.to_string(), cname.to_string()), count)
+            .unwrap_or(0);
+        if count <= before {
+            return;
+        }
+        let last = c.get("lastState").and_then(|l| l.get("terminated"));
+        if let Some(t) = last.and_then(|l| s(l, &["finishedAt"])).and_then(self.at) {
+            let (code, signal) = exit_status(last);
+            let container = cname.to_string();
+            let kind = EventKind::UnexpectedExit {
+                container,
+                code,
+                signal,
+            };
+            self.event(t, name, kind);
+        }
+    }
+
+    /// A container's current state: running since (started), or terminated at (exited).
+    fn container_state(&mut self, name: &str, c: &Value) {
+        let cname = s(c, &["name"]).unwrap_or("?");
+        let image = s(c, &["image"]).unwrap_or("");
+        let state = c.get("state");
+        if let Some(started) = state.and_then(|st| s(st, &["running", "startedAt"])) {
+            if self.once(name, "started", &format!("{cname}@{started}")) {
+                if let Some(t) = (self.at)(started) {
+                    let kind = EventKind::ContainerStarted {
+                        container: cname.to_string(),
+                        binary: binary(image),
+                        pid: 0,
+                    };
+                    self.event(t, name, kind);
                 }
             }
         }
+        if let Some(term) = state.and_then(|st| st.get("terminated")) {
+            let finished = s(term, &["finishedAt"]).unwrap_or("");
+            if self.once(name, "exited", &format!("{cname}@{finished}")) {
+                if let Some(t) = (self.at)(finished) {
+                    let (code, signal) = exit_status(Some(term));
+                    let container = cname.to_string();
+                    let kind = EventKind::ContainerExited {
+                        container,
+                        code,
+                        signal,
+                    };
+                    self.event(t, name, kind);
+                }
+            }
+        }
+    }
+
+    /// A change of the pod's Ready condition, at its lastTransitionTime.
+    fn readiness(&mut self, pod: &Value, name: &str) {
         let cond = pod
             .get("status")
             .and_then(|st| st.get("conditions"))
             .and_then(Value::as_array)
             .and_then(|cs| cs.iter().find(|c| s(c, &["type"]) == Some("Ready")));
-        if let Some(c) = cond {
-            let is_ready = s(c, &["status"]) == Some("True");
-            if ready.get(name).copied().unwrap_or(false) != is_ready {
-                ready.insert(name.to_string(), is_ready);
-                if let Some(t) = s(c, &["lastTransitionTime"]).and_then(at) {
-                    let kind = if is_ready {
-                        EventKind::PodReady
-                    } else {
-                        EventKind::PodUnready
-                    };
-                    rec.event_at(t, Some(name), kind);
-                }
-            }
+        let Some(c) = cond else { return };
+        let is_ready = s(c, &["status"]) == Some("True");
+        if self.ready.get(name).copied().unwrap_or(false) == is_ready {
+            return;
         }
-        if let Some(deletion) = s(&pod, &["metadata", "deletionTimestamp"]) {
-            if once(name, "deleted", "") {
-                // deletionTimestamp is the deadline: the deletion itself was a grace period earlier.
-                let grace = pod
-                    .get("metadata")
-                    .and_then(|m| m.get("deletionGracePeriodSeconds"))
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0);
-                if let Some(t) = at(deletion) {
-                    rec.event_at(t - grace, Some(name), EventKind::Terminating);
-                }
-            }
+        self.ready.insert(name.to_string(), is_ready);
+        if let Some(t) = s(c, &["lastTransitionTime"]).and_then(self.at) {
+            let kind = if is_ready {
+                EventKind::PodReady
+            } else {
+                EventKind::PodUnready
+            };
+            self.event(t, name, kind);
         }
     }
-    Ok(seen)
+
+    /// The pod's deletion: the start of its termination.
+    fn deletion(&mut self, pod: &Value, name: &str) {
+        let Some(deletion) = s(pod, &["metadata", "deletionTimestamp"]) else {
+            return;
+        };
+        if !self.once(name, "deleted", "") {
+            return;
+        }
+        // deletionTimestamp is the deadline: the deletion itself was a grace period earlier.
+        let grace = pod
+            .get("metadata")
+            .and_then(|m| m.get("deletionGracePeriodSeconds"))
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        if let Some(t) = (self.at)(deletion) {
+            self.event(t - grace, name, EventKind::Terminating);
+        }
+    }
+}
+
+/// The exit code and signal of a container's `terminated` state.
+fn exit_status(terminated: Option<&Value>) -> (Option<i32>, Option<i32>) {
+    let field = |k: &str| {
+        terminated
+            .and_then(|t| t.get(k)?.as_i64())
+            .map(|c| c as i32)
+    };
+    (field("exitCode"), field("signal"))
 }
 
 /// EndpointSlice snapshots: when a pod's endpoint stops being ready (what kube-proxy then
