@@ -51,62 +51,21 @@ for tool in h2load nginx haproxy python3 taskset; do
 done
 PATH=$PATH:/usr/sbin
 
-BIN_DIR=$REPO/target/$PROFILE
-if [[ $BUILD == 1 ]]; then
-    log "building lameduck and slowapp ($PROFILE)"
-    flag=(); [[ $PROFILE == release ]] && flag=(--release)
-    (cd "$REPO" && cargo build -q "${flag[@]}" -p lameduck -p slowapp) || die "cargo build failed"
-fi
+# shellcheck source=bench/common.sh
+source "$BENCH_DIR/common.sh"
+bench_build
 LAMEDUCK_BIN=${LAMEDUCK_BIN:-$BIN_DIR/lameduck}
 [[ -x $LAMEDUCK_BIN && -x $BIN_DIR/slowapp ]] || die "lameduck or slowapp not built in $BIN_DIR"
 
-OUT=${OUT:-$REPO/target/bench/h2-$(date +%Y%m%d-%H%M%S)}
-mkdir -p "$OUT/raw"
-OUT=$(cd "$OUT" && pwd)
-RAW=$OUT/raw
-SAMPLES=$OUT/samples.jsonl
-: >"$SAMPLES"
+bench_scratch h2
 
 P_APP=$PORT_BASE P_LAMEDUCK=$((PORT_BASE + 1)) P_ADMIN=$((PORT_BASE + 2))
 P_NGINX=$((PORT_BASE + 3)) P_HAPROXY=$((PORT_BASE + 4))
-for p in $P_APP $P_LAMEDUCK $P_ADMIN $P_NGINX $P_HAPROXY; do
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && die "port 127.0.0.1:$p is taken; choose others with --port-base"
-done
+bench_ports_free $P_APP $P_LAMEDUCK $P_ADMIN $P_NGINX $P_HAPROXY
 
-declare -A PID
-STARTED=()
-cleanup() {
-    local p
-    for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start() { local t=$1; shift; "$@" >"$RAW/$t.log" 2>&1 & PID[$t]=$!; STARTED+=($!); }
-pids_of() { local m=${PID[$1]}; echo "$m" $(cat "/proc/$m/task/$m/children" 2>/dev/null || true); }
-cpu_ticks() {
-    local total=0 p s f
-    for p in "$@"; do
-        s=$(<"/proc/$p/stat") || die "process $p is gone"
-        s=${s##*) }
-        read -r -a f <<<"$s"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
-rss_kb() {
-    local total=0 p k v _
-    for p in "$@"; do
-        while read -r k v _; do [[ $k == VmRSS: ]] && total=$((total + v)) && break; done <"/proc/$p/status"
-    done
-    echo "$total"
-}
-TICK=$(getconf CLK_TCK)
 port_of() {
     case $1 in direct) echo "$P_APP" ;; lameduck) echo "$P_LAMEDUCK" ;; nginx) echo "$P_NGINX" ;; haproxy) echo "$P_HAPROXY" ;; esac
 }
-render() { sed -e "s|@DIR@|$RAW|g" -e "s|@PORT@|$3|g" -e "s|@UPSTREAM@|$4|g" "$1" >"$2"; }
 wait_h2() { # name port
     local deadline=$((SECONDS + 30))
     until h2load -n1 -c1 "http://127.0.0.1:$2/?delay_ms=0" 2>/dev/null | grep -q '1 succeeded'; do

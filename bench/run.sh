@@ -123,87 +123,29 @@ NGINX=$(command -v nginx)
 HAPROXY=$(command -v haproxy)
 
 # --- build ------------------------------------------------------------------------------------
-BIN_DIR=$REPO/target/$PROFILE
-if [[ $BUILD == 1 ]]; then
-    log "building lameduck and slowapp ($PROFILE)"
-    flag=(); [[ $PROFILE == release ]] && flag=(--release)
-    (cd "$REPO" && cargo build -q "${flag[@]}" -p lameduck -p slowapp) || die "cargo build failed"
-fi
+# shellcheck source=bench/common.sh
+source "$BENCH_DIR/common.sh"
+bench_build
 LAMEDUCK_BIN=${LAMEDUCK_BIN:-$BIN_DIR/lameduck}
 [[ -x $LAMEDUCK_BIN ]] || die "$LAMEDUCK_BIN not found (build it, or drop --no-build)"
 [[ $UPSTREAM_KIND != slowapp || -x $BIN_DIR/slowapp ]] || die "$BIN_DIR/slowapp not found"
 
 # --- scratch directory, ports, limits -----------------------------------------------------------
-OUT=${OUT:-$REPO/target/bench/run-$(date +%Y%m%d-%H%M%S)}
-mkdir -p "$OUT/raw"
-OUT=$(cd "$OUT" && pwd)
-RAW=$OUT/raw
-SAMPLES=$OUT/samples.jsonl
-: >"$SAMPLES"
+bench_scratch run
 
 P_UPSTREAM=$PORT_BASE P_LAMEDUCK=$((PORT_BASE + 1)) P_ADMIN=$((PORT_BASE + 2))
 P_NGINX=$((PORT_BASE + 3)) P_HAPROXY=$((PORT_BASE + 4))
-for p in $P_UPSTREAM $P_LAMEDUCK $P_ADMIN $P_NGINX $P_HAPROXY; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        die "port 127.0.0.1:$p is taken; choose others with --port-base"
-    fi
-done
+bench_ports_free $P_UPSTREAM $P_LAMEDUCK $P_ADMIN $P_NGINX $P_HAPROXY
 # 1000 idle connections (plus the upstream side) need more descriptors than the usual 1024.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [[ $(ulimit -n) == unlimited || $(ulimit -n) -ge $((IDLE_CONNS * 2 + 256)) ]] ||
     die "open-file limit $(ulimit -n) is too low for --idle-conns $IDLE_CONNS"
 
-render() { # template out port upstream
-    sed -e "s|@DIR@|$RAW|g" -e "s|@PORT@|$3|g" -e "s|@UPSTREAM@|$4|g" "$1" >"$2"
-}
-
-# --- processes ----------------------------------------------------------------------------------
-declare -A PID     # target -> main pid
-STARTED=()
-cleanup() {
-    local p
-    for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Every pid of a target: nginx is a master and its worker, the others one process.
-pids_of() {
-    local main=${PID[$1]} kids
-    kids=$(cat "/proc/$main/task/$main/children" 2>/dev/null || true)
-    echo "$main" $kids
-}
-
-# CPU ticks (utime+stime, all threads) of the given pids; no fork, so it does not disturb.
-cpu_ticks() {
-    local total=0 p s f
-    for p in "$@"; do
-        s=$(<"/proc/$p/stat") || die "process $p is gone"
-        s=${s##*) }
-        read -r -a f <<<"$s"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
-
-# Resident set size in kB, summed over the given pids.
 fd_count() { # pids...: open file descriptors, summed
     local n=0 p
     for p in "$@"; do n=$((n + $(ls /proc/"$p"/fd 2>/dev/null | wc -l))); done
     echo "$n"
 }
-
-rss_kb() {
-    local total=0 p k v _
-    for p in "$@"; do
-        while read -r k v _; do
-            [[ $k == VmRSS: ]] && total=$((total + v)) && break
-        done <"/proc/$p/status"
-    done
-    echo "$total"
-}
-TICK=$(getconf CLK_TCK)
 
 port_of() {
     case $1 in
@@ -219,13 +161,6 @@ wait_http() { # name port
         kill -0 "${PID[$1]}" 2>/dev/null || die "$1 exited at start (see $RAW/$1.log)"
         sleep 0.1
     done
-}
-
-start() { # target command...
-    local t=$1; shift
-    "$@" >"$RAW/$t.log" 2>&1 &
-    PID[$t]=$!
-    STARTED+=($!)
 }
 
 log "results in $OUT"

@@ -9,26 +9,11 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use common::*;
 use slowapp::proto::{CountRequest, EchoMessage, HelloRequest, SlowClient, MAX_MESSAGE_BYTES};
+use testkit::grpc::{channel, runtime};
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connecting to slowapp over h2c")
-}
 
 async fn slow_client(addr: SocketAddr) -> SlowClient<Channel> {
     SlowClient::new(channel(addr).await)

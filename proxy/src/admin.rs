@@ -76,7 +76,7 @@ impl Admin {
                 }
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
-                self.lc.metrics.admin_connections_refused.inc();
+                self.metrics.admin.connections_refused.inc();
                 drop(stream);
                 continue;
             };

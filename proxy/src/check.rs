@@ -9,15 +9,15 @@
 mod manifest;
 mod rules;
 
-use std::io::Read;
 use std::process::ExitCode;
 
 pub use self::rules::KubeVersion;
 use self::rules::Severity;
+use crate::manifest_input;
 
 pub fn run(file: &str, version: KubeVersion) -> ExitCode {
     forget_own_settings();
-    let text = match read(file) {
+    let text = match manifest_input::read(file) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("lameduck check: {e}");
@@ -27,7 +27,10 @@ pub fn run(file: &str, version: KubeVersion) -> ExitCode {
     let manifest = match manifest::parse(&text) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("lameduck check: {}: {e}", display_name(file));
+            eprintln!(
+                "lameduck check: {}: {e}",
+                manifest_input::display_name(file)
+            );
             return ExitCode::from(2);
         }
     };
@@ -74,25 +77,5 @@ fn forget_own_settings() {
         .collect();
     for k in own {
         std::env::remove_var(k);
-    }
-}
-
-fn read(file: &str) -> Result<String, String> {
-    if file == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| format!("cannot read stdin: {e}"))?;
-        Ok(s)
-    } else {
-        std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))
-    }
-}
-
-fn display_name(file: &str) -> &str {
-    if file == "-" {
-        "stdin"
-    } else {
-        file
     }
 }

@@ -285,6 +285,17 @@ impl fmt::Display for ShutdownBudget {
     }
 }
 
+/// The first line of a flag error, without clap's `error: ` prefix: what `check` and `inject`
+/// quote when the flags they read from a manifest would not start lameduck.
+pub fn flag_error_summary(e: &clap::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
 /// `1.5s` style for messages (humantime would print `1s 500ms`).
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();

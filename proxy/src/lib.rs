@@ -15,6 +15,7 @@ mod data_plane;
 pub mod inject;
 pub mod lifecycle;
 pub mod logging;
+mod manifest_input;
 mod memory;
 mod metrics;
 pub mod phase;

@@ -98,7 +98,7 @@ pub async fn run(
     signals: mpsc::Receiver<Signal>,
 ) -> anyhow::Result<Outcome> {
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
-    let lc = Lifecycle::new(metrics.clone());
+    let lc = Lifecycle::new(metrics.shutdown.clone());
 
     let data = tokio::net::TcpListener::from_std(listeners.data)?;
     let data_addr = data.local_addr()?;
@@ -115,13 +115,18 @@ pub async fn run(
     let pool = Arc::new(UpstreamPool::new(
         data_config.upstream,
         data_config.upstream_connect_timeout,
-        metrics.upstream_connections_opened.clone(),
+        metrics.data_plane.upstream_connections_opened.clone(),
     ));
     tokio::spawn({
         let pool = pool.clone();
         async move { pool.reap().await }
     });
-    let data_plane = Arc::new(DataPlane::new(&data_config, lc.clone(), pool));
+    let data_plane = Arc::new(DataPlane::new(
+        &data_config,
+        lc.clone(),
+        metrics.data_plane.clone(),
+        pool,
+    ));
     tokio::spawn(crate::memory::trim_after_bursts(
         lc.drain.clone(),
         data_plane.high_water(),

@@ -5,130 +5,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
 
+use common::scripted::{Act, Received, ScriptedApp};
 use common::*;
-
-/// A raw HTTP/1.1 upstream: records request heads and bodies, answers each as its script says.
-struct RecordingUpstream {
-    addr: SocketAddr,
-    requests: mpsc::Receiver<(String, Vec<u8>)>,
-    /// Connections accepted so far.
-    conns: Arc<AtomicUsize>,
-    /// Told after the upstream closed a connection on its own (`Reply::SendAndClose`).
-    closed: mpsc::Receiver<()>,
-}
-
-/// What the scripted upstream does with a request.
-enum Reply {
-    Send(Vec<u8>),
-    /// Answer, then close the connection as an app's idle timeout would.
-    SendAndClose(Vec<u8>),
-    /// Close without answering: the app went away as the request arrived.
-    Close,
-}
-
-fn recording_upstream(reply: &'static str) -> RecordingUpstream {
-    scripted_upstream(move |_, _, _| Reply::Send(reply.as_bytes().to_vec()))
-}
-
-/// `script(connection number, request number on it, head)` decides each answer. A WebSocket
-/// upgrade is answered 101 and echoed.
-fn scripted_upstream(
-    script: impl Fn(usize, usize, &str) -> Reply + Send + Sync + 'static,
-) -> RecordingUpstream {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let (closed_tx, closed_rx) = mpsc::channel();
-    let conns = Arc::new(AtomicUsize::new(0));
-    let script = Arc::new(script);
-    let counter = conns.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            let (tx, closed_tx, script) = (tx.clone(), closed_tx.clone(), script.clone());
-            std::thread::spawn(move || {
-                for i in 0.. {
-                    let Some((head, body)) = read_request(&mut conn) else {
-                        return;
-                    };
-                    let upgrade = head.to_ascii_lowercase().contains("upgrade: websocket");
-                    let reply = script(n, i, &head);
-                    if tx.send((head, body)).is_err() {
-                        return;
-                    }
-                    if upgrade {
-                        conn.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").unwrap();
-                        // Echo whatever the client sends on the upgraded connection.
-                        let mut buf = [0u8; 1024];
-                        while let Ok(n) = conn.read(&mut buf) {
-                            if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                        return;
-                    }
-                    match reply {
-                        Reply::Send(r) => {
-                            if conn.write_all(&r).is_err() {
-                                return;
-                            }
-                        }
-                        Reply::SendAndClose(r) => {
-                            let _ = conn.write_all(&r);
-                            drop(conn);
-                            let _ = closed_tx.send(());
-                            return;
-                        }
-                        Reply::Close => return,
-                    }
-                }
-            });
-        }
-    });
-    RecordingUpstream {
-        addr,
-        requests: rx,
-        conns,
-        closed: closed_rx,
-    }
-}
-
-fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if conn.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8(buf).unwrap();
-    let lower = head.to_ascii_lowercase();
-    let mut body = Vec::new();
-    if let Some(len) = lower
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-    {
-        body.resize(len.trim().parse().unwrap(), 0);
-        conn.read_exact(&mut body).ok()?;
-    } else if lower.contains("transfer-encoding: chunked") {
-        // Read chunks until the terminating zero-size chunk.
-        let mut raw = Vec::new();
-        while !raw.ends_with(b"0\r\n\r\n") {
-            if conn.read(&mut byte).ok()? == 0 {
-                return None;
-            }
-            raw.push(byte[0]);
-        }
-        body = raw;
-    }
-    Some((head, body))
-}
 
 const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\n\r\nok";
 
@@ -141,7 +22,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn headers_are_forwarded_hop_by_hop_stripped_and_forwarded_for_added() {
-    let up = recording_upstream(OK);
+    let up = ScriptedApp::answering(OK.as_bytes());
     let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
     let mut c = Client::connect(ld.data).unwrap();
     c.send(
@@ -158,7 +39,7 @@ fn headers_are_forwarded_hop_by_hop_stripped_and_forwarded_for_added() {
         "the app's hop-by-hop headers stay with the app"
     );
 
-    let (head, _) = up.requests.recv_timeout(DEADLINE).unwrap();
+    let head = up.next().head;
     assert!(head.starts_with("GET /path?q=1 HTTP/1.1\r\n"), "{head}");
     assert_eq!(header(&head, "host"), Some("shop.example"), "Host kept");
     assert_eq!(header(&head, "x-custom"), Some("kept"));
@@ -178,16 +59,13 @@ fn headers_are_forwarded_hop_by_hop_stripped_and_forwarded_for_added() {
 
 #[test]
 fn absolute_form_never_leaves_the_upstream() {
-    let up = recording_upstream(OK);
+    let up = ScriptedApp::answering(OK.as_bytes());
     let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
     let mut c = Client::connect(ld.data).unwrap();
     c.send("GET http://169.254.169.254/latest/meta-data HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n")
         .unwrap();
     assert_eq!(c.read_response().unwrap().status, 200);
-    let (head, _) = up
-        .requests
-        .recv_timeout(DEADLINE)
-        .expect("the request reached the upstream");
+    let head = up.next().head;
     assert!(
         head.starts_with("GET /latest/meta-data HTTP/1.1\r\n"),
         "origin-form: {head}"
@@ -199,12 +77,12 @@ fn absolute_form_never_leaves_the_upstream() {
     c.send("GET http://169.254.169.254/ HTTP/1.1\r\nHost: elsewhere\r\n\r\n")
         .unwrap();
     assert_eq!(c.read_response().unwrap().status, 400);
-    assert!(up.requests.try_recv().is_err(), "nothing forwarded");
+    assert!(up.received().is_empty(), "nothing forwarded");
 }
 
 #[test]
 fn request_bodies_are_forwarded_whole_both_framings() {
-    let up = recording_upstream(OK);
+    let up = ScriptedApp::answering(OK.as_bytes());
     let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
     let body = "x".repeat(200_000);
     let mut c = Client::connect(ld.data).unwrap();
@@ -214,13 +92,13 @@ fn request_bodies_are_forwarded_whole_both_framings() {
     ))
     .unwrap();
     assert_eq!(c.read_response().unwrap().status, 200);
-    let (head, got) = up.requests.recv_timeout(DEADLINE).unwrap();
+    let Received { head, body: got } = up.next();
     assert!(head.starts_with("POST /upload"));
     assert_eq!(got.len(), body.len());
 
     c.send("POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n").unwrap();
     assert_eq!(c.read_response().unwrap().status, 200);
-    let (head, got) = up.requests.recv_timeout(DEADLINE).unwrap();
+    let Received { head, body: got } = up.next();
     assert!(head.starts_with("POST /chunked"));
     assert!(String::from_utf8_lossy(&got).contains("hello"));
 }
@@ -241,7 +119,7 @@ fn slowapp_gets_posts_and_answers_through_lameduck() {
 
 #[test]
 fn websocket_upgrade_is_passed_through() {
-    let up = recording_upstream(OK);
+    let up = ScriptedApp::answering(OK.as_bytes());
     let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
     let mut c = Client::connect(ld.data).unwrap();
     c.send(
@@ -251,7 +129,7 @@ fn websocket_upgrade_is_passed_through() {
     .unwrap();
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 101);
-    let (head, _) = up.requests.recv_timeout(DEADLINE).unwrap();
+    let head = up.next().head;
     assert_eq!(
         header(&head, "upgrade"),
         Some("websocket"),
@@ -307,16 +185,17 @@ async fn h2c_clients_are_served_and_get_goaway_in_the_window() {
 
 #[test]
 fn chunked_and_close_delimited_responses_arrive_whole() {
-    let up = scripted_upstream(|_, _, head| {
+    let up = ScriptedApp::start(|_, _, req| {
+        let head = &req.head;
         if head.starts_with("GET /chunked") {
-            Reply::Send(
+            Act::Send(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
                   6\r\nhello \r\n5;ext=x\r\nworld\r\n0\r\nX-Checksum: 1\r\n\r\n"
                     .to_vec(),
             )
         } else {
             // No length at all: the body ends when the app closes.
-            Reply::SendAndClose(b"HTTP/1.1 200 OK\r\n\r\nuntil the end".to_vec())
+            Act::SendClose(b"HTTP/1.1 200 OK\r\n\r\nuntil the end".to_vec())
         }
     });
     let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
@@ -345,8 +224,9 @@ fn chunked_and_close_delimited_responses_arrive_whole() {
 
 #[test]
 fn head_responses_have_no_body_and_interim_responses_are_passed_on() {
-    let up = scripted_upstream(|_, _, head| {
-        Reply::Send(if head.starts_with("HEAD") {
+    let up = ScriptedApp::start(|_, _, req| {
+        let head = &req.head;
+        Act::Send(if head.starts_with("HEAD") {
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec()
         } else {
             b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
@@ -371,9 +251,10 @@ fn head_responses_have_no_body_and_interim_responses_are_passed_on() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    let up = scripted_upstream(|_, _, head| {
+    let up = ScriptedApp::start(|_, _, req| {
+        let head = &req.head;
         let path = head.split(' ').nth(1).unwrap().to_string();
-        Reply::Send(
+        Act::Send(
             format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
                 path.len()
@@ -391,7 +272,7 @@ fn pipelined_requests_are_answered_in_order() {
     for path in ["/one", "/two", "/three"] {
         assert_eq!(c.read_response().unwrap().text(), path);
     }
-    let (head, body) = up.requests.recv_timeout(DEADLINE).unwrap();
+    let Received { head, body } = up.next();
     assert!(head.starts_with("POST /one"));
     assert_eq!(body, b"abc");
 }
@@ -399,10 +280,10 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn large_bodies_stream_through_both_ways() {
     const SIZE: usize = 3 * 1024 * 1024 + 7;
-    let up = scripted_upstream(|_, _, _| {
+    let up = ScriptedApp::start(|_, _, _| {
         let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").into_bytes();
         r.extend((0..SIZE).map(|i| (i % 251) as u8));
-        Reply::Send(r)
+        Act::Send(r)
     });
     let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
     let mut c = Client::connect(ld.data).unwrap();
@@ -419,7 +300,7 @@ fn large_bodies_stream_through_both_ways() {
         .iter()
         .enumerate()
         .all(|(i, b)| *b == (i % 251) as u8));
-    let (_, got) = up.requests.recv_timeout(DEADLINE).unwrap();
+    let Received { head: _, body: got } = up.next();
     assert!(got == upload, "upload arrived whole and in order");
     assert_eq!(
         c.get("/again").unwrap().status,
@@ -432,7 +313,7 @@ fn large_bodies_stream_through_both_ways() {
 fn a_pooled_connection_the_app_closed_is_not_used() {
     // The app answers, then closes the connection as an idle timeout would. The next request,
     // a POST that must not be sent twice, goes on a new connection and is not lost.
-    let up = scripted_upstream(|_, _, _| Reply::SendAndClose(OK.as_bytes().to_vec()));
+    let up = ScriptedApp::start(|_, _, _| Act::SendClose(OK.as_bytes().to_vec()));
     let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
     let mut c = Client::connect(ld.data).unwrap();
     assert_eq!(c.get("/first").unwrap().status, 200);
@@ -454,17 +335,17 @@ fn idempotent_requests_are_retried_once_when_a_pooled_connection_dies() {
     // Connection 0 answers its first request and then dies on the second without a word: the
     // close race. A GET is sent again on a new connection; a POST is not (the app may have
     // acted on it) and gets a 502 that says why.
-    let up = scripted_upstream(|conn, i, _| match (conn, i) {
-        (0, 0) | (2, 0) => Reply::Send(OK.as_bytes().to_vec()),
-        (0, _) | (2, _) => Reply::Close,
-        _ => Reply::Send(OK.as_bytes().to_vec()),
+    let up = ScriptedApp::start(|conn, i, _| match (conn, i) {
+        (0, 0) | (2, 0) => Act::Send(OK.as_bytes().to_vec()),
+        (0, _) | (2, _) => Act::Close,
+        _ => Act::Send(OK.as_bytes().to_vec()),
     });
     let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
     let mut c = Client::connect(ld.data).unwrap();
     assert_eq!(c.get("/warm").unwrap().status, 200);
     assert_eq!(c.get("/retried").unwrap().status, 200, "GET retried");
     assert_eq!(up.conns.load(Ordering::SeqCst), 2);
-    let sent: Vec<String> = up.requests.try_iter().map(|(h, _)| h).collect();
+    let sent: Vec<String> = up.received().into_iter().map(|r| r.head).collect();
     assert_eq!(
         sent.iter()
             .filter(|h| h.starts_with("GET /retried"))
@@ -483,24 +364,23 @@ fn idempotent_requests_are_retried_once_when_a_pooled_connection_dies() {
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().contains("(closed)"), "{}", r.text());
     let posts = up
-        .requests
-        .try_iter()
-        .filter(|(h, _)| h.starts_with("POST"))
+        .received()
+        .iter()
+        .filter(|r| r.head.starts_with("POST"))
         .count();
     assert_eq!(posts, 1, "a POST is never sent twice");
 }
 
 #[test]
 fn a_broken_response_is_a_502_and_a_truncated_one_cuts_the_client() {
-    let up = scripted_upstream(|_, _, head| {
+    let up = ScriptedApp::start(|_, _, req| {
+        let head = &req.head;
         if head.starts_with("GET /garbage") {
-            Reply::SendAndClose(
+            Act::SendClose(
                 b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx".to_vec(),
             )
         } else {
-            Reply::SendAndClose(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..".to_vec(),
-            )
+            Act::SendClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..".to_vec())
         }
     });
     let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
@@ -536,7 +416,7 @@ fn a_broken_response_is_a_502_and_a_truncated_one_cuts_the_client() {
 
 #[test]
 fn a_chunked_upload_between_plain_requests_keeps_the_connection_and_its_order() {
-    let up = recording_upstream(OK);
+    let up = ScriptedApp::answering(OK.as_bytes());
     let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none"]);
     let mut c = Client::connect(ld.data).unwrap();
     assert_eq!(c.get("/fast").unwrap().status, 200);
@@ -545,9 +425,9 @@ fn a_chunked_upload_between_plain_requests_keeps_the_connection_and_its_order() 
     assert_eq!(c.read_response().unwrap().status, 200);
     assert_eq!(c.get("/after").unwrap().status, 200);
     let paths: Vec<String> = up
-        .requests
-        .try_iter()
-        .map(|(h, _)| h.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .received()
+        .iter()
+        .map(|r| r.head.split(' ').take(2).collect::<Vec<_>>().join(" "))
         .collect();
     assert_eq!(paths, ["GET /fast", "POST /chunked", "GET /after"]);
     assert_eq!(
@@ -621,7 +501,7 @@ fn an_early_answer_from_the_app_reaches_the_client_mid_upload() {
 
 #[test]
 fn idle_connections_close_after_the_idle_timeout_and_busy_ones_stay() {
-    let up = recording_upstream(OK);
+    let up = ScriptedApp::answering(OK.as_bytes());
     let ld = Lameduck::start_ready(up.addr, &["--app-probe", "none", "--idle-timeout", "1s"]);
     let mut c = Client::connect(ld.data).unwrap();
     // Busy for more than twice the idle timeout, a request every 100 ms: each one re-arms it.

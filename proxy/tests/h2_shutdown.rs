@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use slowapp::proto::{CountRequest, SlowClient};
+use testkit::grpc::{channel, runtime};
 
 const GOAWAY: u8 = 7;
 const PING: u8 = 6;
@@ -183,6 +184,14 @@ fn goaway_max_and_ping_then_the_real_last_stream_then_rst_stream_at_the_drain_ti
         !frames[..last].iter().any(|f| f.kind == RST_STREAM),
         "the open stream runs on through the window: {frames:?}"
     );
+    assert_eq!(
+        metric(
+            &ld.metrics(),
+            r#"lameduck_http2_goaway_total{reason="shutdown"}"#
+        ),
+        Some(1.0),
+        "the connection told to go is counted"
+    );
 
     // The drain timeout: the stream still open is reset with CANCEL, and counted as cut.
     let rst = client.wait_frame("RST_STREAM at the drain timeout", last, |f| {
@@ -200,21 +209,8 @@ fn goaway_max_and_ping_then_the_real_last_stream_then_rst_stream_at_the_drain_ti
     assert!(exit.contains("requests_cut=1"), "{exit}");
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 async fn slow_client(addr: SocketAddr) -> SlowClient<tonic::transport::Channel> {
-    let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    SlowClient::new(ch)
+    SlowClient::new(channel(addr).await)
 }
 
 #[test]

@@ -116,15 +116,26 @@ fn with_the_fd_limit_reached_by_clients_the_probe_answers_and_serving_resumes() 
     );
 }
 
+/// Both ways an HTTP/2 client is served: to an h2c app (lameduck's h2 path, which sends GOAWAY
+/// and counts it) and to an HTTP/1.1 app (pingora's, which closes the connection).
 #[tokio::test]
-async fn an_idle_http2_connection_is_told_to_go_after_the_idle_timeout() {
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    for protocol in ["auto", "http1"] {
+        idle_http2_connection_closes(protocol).await;
+    }
+}
+
+async fn idle_http2_connection_closes(protocol: &'static str) {
     use http_body_util::{BodyExt, Empty};
     use hyper::body::Bytes;
 
     let app_addr = free_addr();
     let app = slowapp(app_addr, &[]);
     let ld = tokio::task::spawn_blocking(move || {
-        Lameduck::start_ready(app_addr, &["--idle-timeout", "1s"])
+        Lameduck::start_ready(
+            app_addr,
+            &["--idle-timeout", "1s", "--upstream-protocol", protocol],
+        )
     })
     .await
     .unwrap();
@@ -135,11 +146,20 @@ async fn an_idle_http2_connection_is_told_to_go_after_the_idle_timeout() {
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     resp.into_body().collect().await.unwrap();
-    // Nothing more is sent: lameduck ends the connection (GOAWAY) once it has been idle 1 s.
+    // Nothing more is sent: lameduck ends the connection once it has been idle 1 s.
     tokio::time::timeout(DEADLINE, conn)
         .await
-        .expect("the idle HTTP/2 connection is closed by lameduck")
-        .unwrap()
+        .unwrap_or_else(|_| {
+            panic!(
+                "--upstream-protocol {protocol}: the idle HTTP/2 connection is closed by lameduck"
+            )
+        })
         .ok();
+    let goaways = metric(
+        &ld.metrics(),
+        r#"lameduck_http2_goaway_total{reason="idle"}"#,
+    );
+    let want = if protocol == "auto" { 1.0 } else { 0.0 };
+    assert_eq!(goaways, Some(want), "--upstream-protocol {protocol}");
     drop((ld, app));
 }

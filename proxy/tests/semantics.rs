@@ -4,122 +4,19 @@
 //! body, a cut body that looked complete, pipelined requests dropped, a Content-Length list
 //! forwarded verbatim, 96-line response heads refused, 1xx and chunked sent to HTTP/1.0.
 //!
-//! The app is a raw socket in the test that logs every byte it receives and answers as the case
-//! says, so nothing about the app's behaviour is left to a library's discretion.
+//! The app is a raw socket in the test (`common::scripted`) that logs every byte it receives
+//! and answers as the case says, so nothing about the app's behaviour is left to a library's
+//! discretion.
 
 mod common;
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{mpsc, Arc};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use common::scripted::{Act, ScriptedApp};
 use common::*;
 use testkit::read_one_response;
-
-/// What the raw app does once it has read one request.
-#[derive(Clone)]
-enum Act {
-    /// Write these bytes and keep the connection for the next request.
-    Send(Vec<u8>),
-    /// Write these bytes, then close (FIN).
-    SendClose(Vec<u8>),
-    /// Write these bytes, then reset the connection (RST).
-    SendReset(Vec<u8>),
-}
-
-/// A raw app: every request it reads (head and body, exactly as received) goes to `seen`.
-struct RawApp {
-    addr: SocketAddr,
-    seen: mpsc::Receiver<Vec<u8>>,
-}
-
-impl RawApp {
-    fn start(act: impl Fn(&[u8]) -> Act + Send + Sync + 'static) -> RawApp {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, seen) = mpsc::channel();
-        let act = Arc::new(act);
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { return };
-                let (tx, act) = (tx.clone(), act.clone());
-                std::thread::spawn(move || {
-                    while let Some(req) = read_raw_request(&mut conn) {
-                        let a = act(&req);
-                        if tx.send(req).is_err() {
-                            return;
-                        }
-                        match a {
-                            Act::Send(b) => {
-                                if conn.write_all(&b).is_err() {
-                                    return;
-                                }
-                            }
-                            Act::SendClose(b) => {
-                                let _ = conn.write_all(&b);
-                                return;
-                            }
-                            Act::SendReset(b) => {
-                                let _ = conn.write_all(&b);
-                                std::thread::sleep(Duration::from_millis(50));
-                                let _ =
-                                    socket2::SockRef::from(&conn).set_linger(Some(Duration::ZERO));
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        RawApp { addr, seen }
-    }
-
-    fn answering(reply: &'static [u8]) -> RawApp {
-        RawApp::start(move |_| Act::Send(reply.to_vec()))
-    }
-
-    /// Every request the app has received so far, as text.
-    fn received(&self) -> Vec<String> {
-        self.seen
-            .try_iter()
-            .map(|r| String::from_utf8_lossy(&r).into_owned())
-            .collect()
-    }
-
-    fn next(&self) -> String {
-        String::from_utf8_lossy(&self.seen.recv_timeout(DEADLINE).expect("a request")).into_owned()
-    }
-}
-
-/// Reads one request as its bytes: the head, then a Content-Length or chunked body.
-fn read_raw_request(conn: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if conn.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        buf.push(byte[0]);
-    }
-    let lower = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-    if let Some(len) = lower
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-    {
-        let mut body = vec![0; len.trim().parse().ok()?];
-        conn.read_exact(&mut body).ok()?;
-        buf.extend_from_slice(&body);
-    } else if lower.contains("transfer-encoding: chunked") {
-        while !buf.ends_with(b"\r\n0\r\n\r\n") {
-            if conn.read(&mut byte).ok()? == 0 {
-                return None;
-            }
-            buf.push(byte[0]);
-        }
-    }
-    Some(buf)
-}
 
 /// Everything the client receives until the connection ends, and how it ended.
 fn until_end(stream: &mut TcpStream) -> (Vec<u8>, io::Result<()>) {
@@ -141,7 +38,7 @@ fn send(addr: SocketAddr, raw: &[u8]) -> TcpStream {
     s
 }
 
-fn start(app: &RawApp) -> Lameduck {
+fn start(app: &ScriptedApp) -> Lameduck {
     Lameduck::start_ready(app.addr, &["--app-probe", "none"])
 }
 
@@ -151,7 +48,7 @@ const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 #[test]
 fn a_short_content_length_body_is_cut_never_padded() {
-    let app = RawApp::start(|_| {
+    let app = ScriptedApp::start(|_, _, _| {
         Act::SendClose(b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\nDDDDDDDDDD".to_vec())
     });
     let ld = start(&app);
@@ -173,7 +70,7 @@ fn a_short_content_length_body_is_cut_never_padded() {
 #[test]
 fn a_chunked_body_cut_by_the_app_ends_without_its_last_chunk() {
     for act in [Act::SendClose as fn(Vec<u8>) -> Act, Act::SendReset] {
-        let app = RawApp::start(move |_| {
+        let app = ScriptedApp::start(move |_, _, _| {
             act(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".to_vec())
         });
         let ld = start(&app);
@@ -190,9 +87,9 @@ fn a_chunked_body_cut_by_the_app_ends_without_its_last_chunk() {
 
 #[test]
 fn a_close_delimited_body_reset_by_the_app_is_seen_to_be_cut() {
-    let app = RawApp::start(|req| {
+    let app = ScriptedApp::start(|_, _, req| {
         let body = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npartial".to_vec();
-        if req.starts_with(b"GET /clean") {
+        if req.head.starts_with("GET /clean") {
             Act::SendClose(body)
         } else {
             Act::SendReset(body)
@@ -238,7 +135,7 @@ async fn an_h2_response_cut_by_the_app_is_reset_not_finished() {
 
     // Chunked, cut by the app's close: no length for the client to check, so only a reset
     // tells it (lameduck once wrote its error text and ended the stream cleanly).
-    let app = RawApp::start(|_| {
+    let app = ScriptedApp::start(|_, _, _| {
         Act::SendClose(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nA\r\nDDDDDDDDDD\r\n".to_vec(),
         )
@@ -266,7 +163,7 @@ async fn an_h2_response_cut_by_the_app_is_reset_not_finished() {
 
 #[test]
 fn pipelined_requests_are_all_served_in_order_whatever_their_framing() {
-    let app = RawApp::answering(OK);
+    let app = ScriptedApp::answering(OK);
     let ld = start(&app);
     let mut c = send(
         ld.data,
@@ -282,7 +179,7 @@ fn pipelined_requests_are_all_served_in_order_whatever_their_framing() {
     let paths: Vec<String> = app
         .received()
         .iter()
-        .map(|r| r.split(' ').nth(1).unwrap().to_string())
+        .map(|r| r.head.split(' ').nth(1).unwrap().to_string())
         .collect();
     assert_eq!(paths, ["/p1", "/p2", "/p3", "/p4", "/p5"]);
     assert!(until_end(&mut c).0.is_empty(), "nothing after the last");
@@ -292,7 +189,7 @@ fn pipelined_requests_are_all_served_in_order_whatever_their_framing() {
 
 #[test]
 fn a_content_length_list_reaches_the_app_as_one_value() {
-    let app = RawApp::answering(OK);
+    let app = ScriptedApp::answering(OK);
     let ld = start(&app);
     for lengths in [
         "Content-Length: 5, 5\r\n",
@@ -307,16 +204,16 @@ fn a_content_length_list_reaches_the_app_as_one_value() {
         // The next request on the same pooled app connection arrives whole: the body was not
         // taken for the start of a request.
         assert_eq!(c.get("/after").unwrap().status, 200);
-        let first = app.next();
+        let first = app.next().text();
         assert_eq!(first.matches("Content-Length").count(), 1, "{first:?}");
         assert!(first.contains("Content-Length: 5\r\n") && first.ends_with("\r\n\r\nhello"));
-        assert!(app.next().starts_with("GET /after HTTP/1.1\r\n"));
+        assert!(app.next().text().starts_with("GET /after HTTP/1.1\r\n"));
     }
 }
 
 #[test]
 fn ambiguous_or_malformed_requests_are_refused_and_nothing_reaches_the_app() {
-    let app = RawApp::answering(OK);
+    let app = ScriptedApp::answering(OK);
     let ld = start(&app);
     let cases: &[(&str, u16)] = &[
         // CL.TE and TE.CL
@@ -353,7 +250,7 @@ fn ambiguous_or_malformed_requests_are_refused_and_nothing_reaches_the_app() {
         );
         assert_eq!(r.header("connection"), Some("close"));
     }
-    assert_eq!(app.received(), Vec::<String>::new(), "none reached the app");
+    assert_eq!(app.received().len(), 0, "none reached the app");
     assert_eq!(get(ld.data, "/still").unwrap().status, 200, "still serving");
 }
 
@@ -365,8 +262,8 @@ fn large_response_heads_pass_and_http10_clients_get_what_they_read() {
     let big: &'static [u8] = format!("HTTP/1.1 200 OK\r\n{many}Content-Length: 2\r\n\r\nok")
         .leak()
         .as_bytes();
-    let app = RawApp::start(move |req| {
-        if req.starts_with(b"GET /big") {
+    let app = ScriptedApp::start(move |_, _, req| {
+        if req.head.starts_with("GET /big") {
             Act::Send(big.to_vec())
         } else {
             Act::Send(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec())
@@ -379,7 +276,7 @@ fn large_response_heads_pass_and_http10_clients_get_what_they_read() {
         "200 header lines are forwarded, as nginx does"
     );
     assert_eq!(r.header("x-h199"), Some("v"));
-    app.next();
+    app.next().text();
 
     // HTTP/1.1 sees the 103; HTTP/1.0 does not, and the app was asked in HTTP/1.0.
     let mut c = send(
@@ -387,19 +284,19 @@ fn large_response_heads_pass_and_http10_clients_get_what_they_read() {
         b"GET /hints HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     );
     assert!(String::from_utf8_lossy(&until_end(&mut c).0).starts_with("HTTP/1.1 103 "));
-    app.next();
+    app.next().text();
     let mut c = send(ld.data, b"GET /hints HTTP/1.0\r\n\r\n");
     let text = String::from_utf8_lossy(&until_end(&mut c).0).into_owned();
     assert!(
         text.starts_with("HTTP/1.1 200 OK\r\n"),
         "no 1xx to HTTP/1.0: {text:?}"
     );
-    assert!(app.next().starts_with("GET /hints HTTP/1.0\r\n"));
+    assert!(app.next().text().starts_with("GET /hints HTTP/1.0\r\n"));
 }
 
 #[test]
 fn expect_100_continue_is_answered_and_the_body_forwarded() {
-    let app = RawApp::answering(OK);
+    let app = ScriptedApp::answering(OK);
     let ld = start(&app);
     let mut c = send(
         ld.data,
@@ -411,7 +308,7 @@ fn expect_100_continue_is_answered_and_the_body_forwarded() {
     assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
     c.write_all(b"abc").unwrap();
     assert_eq!(read_one_response(&mut c).unwrap().status, 200);
-    let seen = app.next();
+    let seen = app.next().text();
     assert!(
         !seen.contains("Expect") && seen.ends_with("\r\n\r\nabc"),
         "{seen:?}"
@@ -420,7 +317,7 @@ fn expect_100_continue_is_answered_and_the_body_forwarded() {
 
 #[test]
 fn a_head_trickled_past_the_read_timeout_is_dropped_however_many_lines_it_has() {
-    let app = RawApp::answering(OK);
+    let app = ScriptedApp::answering(OK);
     let ld = Lameduck::start_ready(
         app.addr,
         &["--app-probe", "none", "--client-read-timeout", "1s"],

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use common::{get, metric, wait_until, Proc, DEADLINE};
+use common::{addr_field, get, metric, wait_until, Proc, DEADLINE};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -70,17 +70,9 @@ impl Webhook {
         args.extend(extra.iter().map(|s| s.to_string()));
         let proc = Proc::spawn("lameduck webhook", lameduck_bin(), &args);
         let started = proc.wait_log("lameduck webhook started");
-        let addr = |field: &str| -> SocketAddr {
-            let prefix = format!("{field}=");
-            started
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(prefix.as_str()))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("no {field}= in: {started}"))
-        };
         Webhook {
-            https: addr("listen"),
-            admin: addr("admin"),
+            https: addr_field(&started, "listen"),
+            admin: addr_field(&started, "admin"),
             proc,
             certs,
         }
@@ -575,11 +567,7 @@ fn the_shipped_manifests_run_as_written() {
     assert_eq!(args[0], "webhook");
     let proc = Proc::spawn("shipped webhook", lameduck_bin(), &args);
     let started = proc.wait_log("lameduck webhook started");
-    let https: SocketAddr = started
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("listen="))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let https = addr_field(&started, "listen");
     let ca = std::fs::read(certs.join("ca.crt")).unwrap();
     let config = objects
         .iter()

@@ -8,6 +8,8 @@
 //!
 //! A dev-dependency only: nothing here belongs in a shipped binary.
 
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod http;
 pub mod net;
 pub mod process;
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 pub use http::{get, read_one_response, Client, Response};
 pub use net::{free_addr_on, own_loopback_ip};
-pub use process::Proc;
+pub use process::{addr_field, Proc};
 pub use wait::{poll_until, wait_until};
 
 /// The default bound on a wait (a log line, a socket read, an exit) when the caller names none:

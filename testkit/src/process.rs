@@ -4,6 +4,7 @@
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -147,6 +148,17 @@ impl Proc {
         );
         found.expect("seen")
     }
+}
+
+/// The address in a `field=ADDR` word of a log line (how lameduck and slowapp say where they
+/// listen: `lameduck started listen=127.0.0.1:4711 admin=...`, so a test can bind port 0).
+/// Panics naming the field and the line when it is not there.
+pub fn addr_field(line: &str, field: &str) -> SocketAddr {
+    let prefix = format!("{field}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field}= address in the log line: {line}"))
 }
 
 impl Drop for Proc {

@@ -317,12 +317,7 @@ fn lameduck_config(c: &Container, v: &mut Verdict) -> Option<RunArgs> {
             return None;
         }
         Err(e) => {
-            let text = e.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim_start_matches("error: ");
+            let first = crate::config::flag_error_summary(&e);
             v.error(format!(
                 "container \"{}\": lameduck would not start, its flags do not parse (env \
                  LAMEDUCK_X counts as --x): {first}",

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,10 +13,10 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use super::scope::{hold_until_ready, upstream_error_response, InFlight};
+use super::scope::{hold_until_ready, upstream_error_response, RequestScope};
 use crate::config::DataPlaneConfig;
 use crate::lifecycle::Lifecycle;
-use crate::metrics::UpstreamErrorKind;
+use crate::metrics::{DataPlaneMetrics, UpstreamErrorKind};
 use crate::phase::Phase;
 
 /// Hop-by-hop headers (RFC 9110, 7.6.1): they describe one connection, so they are never
@@ -34,13 +34,14 @@ const HOP_BY_HOP: [&str; 7] = [
 /// Forwards each request to the app; see the module docs.
 pub struct Forwarder {
     lc: Arc<Lifecycle>,
+    metrics: Arc<DataPlaneMetrics>,
     peer: HttpPeer,
     upstream: SocketAddr,
     startup_hold: Duration,
 }
 
 impl Forwarder {
-    pub fn new(args: &DataPlaneConfig, lc: Arc<Lifecycle>) -> Self {
+    pub fn new(args: &DataPlaneConfig, lc: Arc<Lifecycle>, metrics: Arc<DataPlaneMetrics>) -> Self {
         let mut peer = HttpPeer::new(args.upstream, false, String::new());
         peer.options.connection_timeout = Some(args.upstream_connect_timeout);
         peer.options.read_timeout = Some(args.upstream_timeout);
@@ -50,6 +51,7 @@ impl Forwarder {
         peer.options.idle_timeout = Some(Duration::from_secs(30));
         Forwarder {
             lc,
+            metrics,
             peer,
             upstream: args.upstream,
             startup_hold: args.startup_hold,
@@ -59,10 +61,10 @@ impl Forwarder {
 
 /// What lameduck knows about one request while pingora-proxy runs it.
 pub struct RequestCtx {
-    arrived: Instant,
-    phase: Phase,
+    /// Opened when pingora has read the request head; recorded when pingora drops the context
+    /// after its `logging` step, with the status `logging` found written.
+    scope: RequestScope,
     upstream_error: Option<UpstreamErrorKind>,
-    _in_flight: InFlight,
 }
 
 fn classify(e: &Error) -> Option<UpstreamErrorKind> {
@@ -85,18 +87,16 @@ impl ProxyHttp for Forwarder {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
-            arrived: Instant::now(),
-            phase: self.lc.phase(),
+            scope: RequestScope::open(&self.lc, &self.metrics),
             upstream_error: None,
-            _in_flight: InFlight::new(&self.lc),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        self.lc.note_arrival();
-        if ctx.phase == Phase::Starting && !self.lc.app_ready() {
-            if let Err(refusal) = hold_until_ready(&self.lc, self.startup_hold, self.upstream).await
-            {
+        if ctx.scope.phase() == Phase::Starting && !self.lc.app_ready() {
+            let held =
+                hold_until_ready(&self.lc, &self.metrics, self.startup_hold, self.upstream).await;
+            if let Err(refusal) = held {
                 respond(session, 503, &refusal).await?;
                 return Ok(true);
             }
@@ -248,7 +248,7 @@ impl ProxyHttp for Forwarder {
         let head_sent = session.response_written().is_some();
         let code = if head_sent { 0 } else { code };
         if let Some(kind) = kind {
-            self.lc.metrics.upstream_error(kind);
+            self.metrics.upstream_error(kind);
             tracing::warn!(kind = kind.as_str(), status = code, head_sent, upstream = %self.upstream, error = %e, "upstream error");
         }
         if code > 0 {
@@ -263,10 +263,9 @@ impl ProxyHttp for Forwarder {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map(|r| r.status.as_u16());
-        self.lc
-            .metrics
-            .request_done(ctx.phase, status, ctx.arrived.elapsed());
+        if let Some(written) = session.response_written() {
+            ctx.scope.answered(written.status.as_u16());
+        }
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {

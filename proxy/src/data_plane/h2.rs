@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
@@ -44,9 +44,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::scope::{hold_until_ready, upstream_error_response, InFlight};
+use super::scope::{hold_until_ready, upstream_error_response, RequestScope};
 use crate::lifecycle::Lifecycle;
-use crate::metrics::UpstreamErrorKind;
+use crate::metrics::{DataPlaneMetrics, GoawayReason, UpstreamErrorKind};
 use crate::phase::Phase;
 use crate::upstream_h2::{H2Upstream, SendError};
 
@@ -68,6 +68,7 @@ const GRPC_DEADLINE_EXCEEDED: u32 = 4;
 /// Serves HTTP/2 client connections onto the app's h2c connections; see the module docs.
 pub struct H2Forwarder {
     lc: Arc<Lifecycle>,
+    metrics: Arc<DataPlaneMetrics>,
     app: H2Upstream,
     upstream: SocketAddr,
     startup_hold: Duration,
@@ -121,10 +122,15 @@ impl Drop for ActiveStream {
 }
 
 impl H2Forwarder {
-    pub fn new(args: &crate::config::DataPlaneConfig, lc: Arc<Lifecycle>) -> Self {
+    pub fn new(
+        args: &crate::config::DataPlaneConfig,
+        lc: Arc<Lifecycle>,
+        metrics: Arc<DataPlaneMetrics>,
+    ) -> Self {
         H2Forwarder {
             lame_duck: lc.lame_duck_watch(),
             lc,
+            metrics,
             app: H2Upstream::new(args.upstream, args.upstream_connect_timeout),
             upstream: args.upstream,
             startup_hold: args.startup_hold,
@@ -173,10 +179,10 @@ impl H2Forwarder {
             let lame_duck = wait_true(self.lame_duck.clone());
             let idle = idle_for(activity, self.idle_timeout);
             let told = async move {
-                tokio::select! {
-                    _ = lame_duck => {}
-                    _ = idle => {}
-                }
+                Some(tokio::select! {
+                    _ = lame_duck => GoawayReason::Shutdown,
+                    _ = idle => GoawayReason::Idle,
+                })
             };
             self.drive(builder.serve_connection(io, service), told, peer)
                 .await;
@@ -186,17 +192,25 @@ impl H2Forwarder {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new());
             let lc = Arc::clone(&self.lc);
-            let told = async move { lc.reached(Phase::Draining).await };
+            let told = async move {
+                lc.reached(Phase::Draining).await;
+                None
+            };
             self.drive(builder.serve_connection(io, service), told, peer)
                 .await;
         }
     }
 
-    /// Runs a client connection: `graceful_shutdown` once `tell` resolves; at the drain timeout
+    /// Runs a client connection: `graceful_shutdown` once `tell` resolves (with why, for an
+    /// HTTP/2 connection: that is its GOAWAY, counted); at the drain timeout
     /// each stream sees the cut switch and ends itself (trailers or RST_STREAM), and the
     /// connection gets a moment to write those frames out.
-    async fn drive<C>(&self, conn: C, tell: impl Future<Output = ()>, peer: SocketAddr)
-    where
+    async fn drive<C>(
+        &self,
+        conn: C,
+        tell: impl Future<Output = Option<GoawayReason>>,
+        peer: SocketAddr,
+    ) where
         C: GracefulConnection,
         C::Error: std::fmt::Display,
     {
@@ -210,7 +224,10 @@ impl H2Forwarder {
             tokio::select! {
                 biased;
                 _ = &mut cut => break,
-                _ = tell.as_mut(), if !told => {
+                goaway = tell.as_mut(), if !told => {
+                    if let Some(reason) = goaway {
+                        self.metrics.http2_goaway(reason);
+                    }
                     conn.as_mut().graceful_shutdown();
                     told = true;
                 }
@@ -238,20 +255,16 @@ impl H2Forwarder {
         peer: SocketAddr,
         active: ActiveStream,
     ) -> Result<Response<ProxyBody>, h2::Error> {
-        self.lc.note_arrival();
         let grpc = is_grpc(req.headers());
         let http1_client = req.version() < http::Version::HTTP_2;
         let mut scope = Scope {
-            lc: Arc::clone(&self.lc),
-            phase: self.lc.phase(),
-            arrived: Instant::now(),
-            status: None,
-            _in_flight: InFlight::new(&self.lc),
+            request: RequestScope::open(&self.lc, &self.metrics),
             _active: active,
         };
-        if scope.phase == Phase::Starting && !self.lc.app_ready() {
-            if let Err(refusal) = hold_until_ready(&self.lc, self.startup_hold, self.upstream).await
-            {
+        if scope.request.phase() == Phase::Starting && !self.lc.app_ready() {
+            let held =
+                hold_until_ready(&self.lc, &self.metrics, self.startup_hold, self.upstream).await;
+            if let Err(refusal) = held {
                 return Ok(answer(
                     scope,
                     grpc,
@@ -286,14 +299,15 @@ impl H2Forwarder {
                         .headers
                         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
                 }
-                scope.status = Some(parts.status.as_u16());
+                scope.request.answered(parts.status.as_u16());
                 let body = ProxyBody::Relay(Relay {
                     inner: body,
                     cut: Box::pin(drained(Arc::clone(&self.lc))),
                     grpc,
                     upstream: self.upstream,
                     ended: false,
-                    scope,
+                    metrics: Arc::clone(&self.metrics),
+                    _scope: scope,
                 });
                 return Ok(Response::from_parts(parts, body));
             }
@@ -306,7 +320,7 @@ impl H2Forwarder {
                 ),
             },
         };
-        self.lc.metrics.upstream_error(failure.kind);
+        self.metrics.upstream_error(failure.kind);
         tracing::warn!(kind = failure.kind.as_str(), upstream = %self.upstream, grpc, error = %failure.detail, "upstream error (h2c)");
         let (status, text) = upstream_error_response(failure.kind, self.upstream);
         let code = if failure.kind == UpstreamErrorKind::Timeout {
@@ -410,7 +424,7 @@ fn answer(
     text: String,
 ) -> Response<ProxyBody> {
     if grpc {
-        scope.status = Some(200);
+        scope.request.answered(200);
         let mut resp = Response::new(ProxyBody::Own {
             data: None,
             _scope: scope,
@@ -420,7 +434,7 @@ fn answer(
         grpc_status(headers, grpc_code, text.trim_end());
         return resp;
     }
-    scope.status = Some(status.as_u16());
+    scope.request.answered(status.as_u16());
     let mut resp = Response::new(ProxyBody::Own {
         data: Some(Bytes::from(text)),
         _scope: scope,
@@ -483,23 +497,11 @@ async fn wait_true(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|on| *on).await;
 }
 
-/// Counts one stream in flight for as long as its response is being sent, and records it when
-/// it ends however it ends.
+/// One stream for as long as its response is being sent: the request (counted in flight,
+/// recorded when it ends however it ends) and the connection's activity (for its idle timeout).
 struct Scope {
-    lc: Arc<Lifecycle>,
-    phase: Phase,
-    arrived: Instant,
-    status: Option<u16>,
-    _in_flight: InFlight,
+    request: RequestScope,
     _active: ActiveStream,
-}
-
-impl Drop for Scope {
-    fn drop(&mut self) {
-        self.lc
-            .metrics
-            .request_done(self.phase, self.status, self.arrived.elapsed());
-    }
 }
 
 /// A response body: lameduck's own answer, or the app's relayed.
@@ -516,7 +518,9 @@ struct Relay {
     grpc: bool,
     upstream: SocketAddr,
     ended: bool,
-    scope: Scope,
+    metrics: Arc<DataPlaneMetrics>,
+    /// Held until the body ends or is dropped: that is when the stream is recorded.
+    _scope: Scope,
 }
 
 impl Relay {
@@ -572,11 +576,7 @@ impl Body for ProxyBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                relay
-                    .scope
-                    .lc
-                    .metrics
-                    .upstream_error(UpstreamErrorKind::Closed);
+                relay.metrics.upstream_error(UpstreamErrorKind::Closed);
                 let detail = crate::upstream_h2::error_text(&e);
                 tracing::warn!(kind = "closed", upstream = %relay.upstream, grpc = relay.grpc, error = %detail, "upstream error (h2c) mid-response");
                 if relay.grpc {

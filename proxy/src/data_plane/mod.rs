@@ -42,13 +42,13 @@ mod h2;
 pub mod scope;
 
 use crate::lifecycle::Lifecycle;
+use crate::metrics::{DataPlaneMetrics, GoawayReason};
 use crate::phase::Phase;
 use crate::upstream_pool::UpstreamPool;
 use fast::head::{self, Request};
 use fast::{buffers, FastPath, Outcome};
 use general::Forwarder;
 use h2::H2Forwarder;
-use scope::hold_until_ready;
 
 /// The first bytes of every HTTP/2 prior-knowledge (h2c) connection (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -72,30 +72,39 @@ pub struct DataPlane {
     /// `--upstream-protocol h2c`: HTTP/1 clients' connections go to [`H2Forwarder`] too.
     all_h2: bool,
     lc: Arc<Lifecycle>,
+    metrics: Arc<DataPlaneMetrics>,
     /// pingora's view of the phase: true from LameDuck on (`Connection: close`, GOAWAY).
     lame_duck: ShutdownWatch,
     idle_timeout: Duration,
     client_read_timeout: Duration,
-    startup_hold: Duration,
-    upstream: SocketAddr,
 }
 
 impl DataPlane {
-    pub fn new(args: &DataPlaneConfig, lc: Arc<Lifecycle>, pool: Arc<UpstreamPool>) -> Self {
+    pub fn new(
+        args: &DataPlaneConfig,
+        lc: Arc<Lifecycle>,
+        metrics: Arc<DataPlaneMetrics>,
+        pool: Arc<UpstreamPool>,
+    ) -> Self {
         let conf = Arc::new(pingora_core::server::configuration::ServerConf::default());
-        let mut proxy = pingora_proxy::http_proxy(&conf, Forwarder::new(args, lc.clone()));
+        let forwarder = Forwarder::new(args, lc.clone(), metrics.clone());
+        let mut proxy = pingora_proxy::http_proxy(&conf, forwarder);
         let mut options = pingora_core::apps::HttpServerOptions::default();
         options.h2c = true;
+        // As on the h2 path: a connection with no stream open for this long is closed.
+        options.h2_idle_timeout = Some(args.idle_timeout);
         proxy.server_options = Some(options);
         let h2 = (args.upstream_protocol != UpstreamProtocol::Http1)
-            .then(|| Arc::new(H2Forwarder::new(args, lc.clone())));
+            .then(|| Arc::new(H2Forwarder::new(args, lc.clone(), metrics.clone())));
         let fast = FastPath {
             lc: lc.clone(),
+            metrics: metrics.clone(),
             pool,
             upstream: args.upstream,
             client_read_timeout: args.client_read_timeout,
             upstream_timeout: args.upstream_timeout,
             client_write_timeout: args.idle_timeout,
+            startup_hold: args.startup_hold,
         };
         let max_connections = args.max_connections;
         DataPlane {
@@ -108,10 +117,9 @@ impl DataPlane {
             all_h2: args.upstream_protocol == UpstreamProtocol::H2c,
             lame_duck: lc.lame_duck_watch(),
             lc,
+            metrics,
             idle_timeout: args.idle_timeout,
             client_read_timeout: args.client_read_timeout,
-            startup_hold: args.startup_hold,
-            upstream: args.upstream,
         }
     }
 
@@ -137,7 +145,7 @@ impl DataPlane {
             let permit = match self.slots.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => {
-                    self.lc.metrics.connection_limit_reached.inc();
+                    self.metrics.connection_limit_reached.inc();
                     tracing::warn!(
                         max_connections = self.max_connections,
                         "connection limit reached; new connections wait in the backlog"
@@ -168,7 +176,7 @@ impl DataPlane {
                 // Out of file descriptors, or a connection reset before we took it: keep
                 // serving the others, and back off so an EMFILE does not spin.
                 Err(e) => {
-                    self.lc.metrics.accept_errors.inc();
+                    self.metrics.accept_errors.inc();
                     failures += 1;
                     let now = tokio::time::Instant::now();
                     if last_log.is_none_or(|t| now - t >= Duration::from_secs(1)) {
@@ -288,14 +296,6 @@ impl DataPlane {
                 }
             };
             first = false;
-            if self.lc.phase() == Phase::Starting && !self.lc.app_ready() {
-                if let Err(refusal) =
-                    hold_until_ready(&self.lc, self.startup_hold, self.upstream).await
-                {
-                    let _ = stream.try_write(&fast::error_response(503, &refusal));
-                    return;
-                }
-            }
             let deadline = response_deadline.as_mut();
             match self
                 .fast
@@ -336,7 +336,7 @@ impl DataPlane {
             // Polled only here, and the connection ends when it fires: never polled again
             // after it completed.
             _ = draining => {
-                self.lc.metrics.idle_closed.inc();
+                self.metrics.idle_closed.inc();
                 false
             }
             _ = idle => false,
@@ -347,13 +347,22 @@ impl DataPlane {
     /// back in front. pingora runs the connection (every stream in its own task) and sends
     /// GOAWAY when the window opens.
     async fn hand_to_pingora(&self, stream: TcpStream, read: &[u8]) {
-        self.lc.metrics.pingora_handoffs.inc();
+        self.metrics.pingora_handoffs.inc();
+        let lame_duck = self.lc.reached(Phase::LameDuck);
+        tokio::pin!(lame_duck);
         let mut l4 = L4Stream::from(stream);
         // pingora reads the client address (X-Forwarded-For) from the socket digest.
         l4.set_socket_digest(SocketDigest::from_raw_fd(l4.as_raw_fd()));
         l4.rewind(read);
         let stream: Stream = Box::new(l4);
-        ServerApp::process_new(&self.proxy, stream, &self.lame_duck).await;
+        let served = ServerApp::process_new(&self.proxy, stream, &self.lame_duck);
+        tokio::pin!(served);
+        tokio::select! {
+            _ = &mut served => return,
+            // pingora sends GOAWAY on the shutdown watch to a connection still open.
+            _ = &mut lame_duck => self.metrics.http2_goaway(GoawayReason::Shutdown),
+        }
+        served.await;
     }
 }
 

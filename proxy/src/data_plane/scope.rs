@@ -1,22 +1,69 @@
-//! What both forwarders share for one request: holding it while the app starts, counting it in
-//! flight, and the answer a client gets when the app failed it. One place, so the fast path and
-//! the general forwarder answer and count the same way by construction.
+//! What every forwarder shares for one request: its [`RequestScope`] (noted as an arrival,
+//! counted in flight, recorded when it ends however it ends), holding it while the app starts,
+//! and the answer a client gets when the app failed it. One place, so the HTTP/1 forwarder,
+//! the HTTP/2 forwarder and pingora's answer and count the same way by construction.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::lifecycle::drain::Guard;
 use crate::lifecycle::Lifecycle;
-use crate::metrics::UpstreamErrorKind;
+use crate::metrics::{DataPlaneMetrics, UpstreamErrorKind};
+use crate::phase::Phase;
+
+/// One request, from its arrival to its end. Opening it notes the arrival (which keeps the
+/// lame-duck window open) and counts it in flight for the drain; dropping it, whether the
+/// response completed, failed or was abandoned half-way, records it in
+/// `lameduck_requests_total` under the phase it arrived in, with the status it was answered
+/// (none: no response reached the client).
+pub struct RequestScope {
+    metrics: Arc<DataPlaneMetrics>,
+    phase: Phase,
+    arrived: Instant,
+    status: Option<u16>,
+    _in_flight: Guard,
+}
+
+impl RequestScope {
+    pub fn open(lc: &Lifecycle, metrics: &Arc<DataPlaneMetrics>) -> Self {
+        lc.note_arrival();
+        RequestScope {
+            metrics: Arc::clone(metrics),
+            phase: lc.phase(),
+            arrived: Instant::now(),
+            status: None,
+            _in_flight: lc.drain.request(),
+        }
+    }
+
+    /// The phase the request arrived in.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The status the client was sent (the last one set counts).
+    pub fn answered(&mut self, status: u16) {
+        self.status = Some(status);
+    }
+}
+
+impl Drop for RequestScope {
+    fn drop(&mut self) {
+        self.metrics
+            .request_done(self.phase, self.status, self.arrived.elapsed());
+    }
+}
 
 /// Holds a request that arrived before the app was ready, for at most `hold`. On a timeout
 /// returns the text of the 503 the client gets.
 pub async fn hold_until_ready(
     lc: &Lifecycle,
+    metrics: &DataPlaneMetrics,
     hold: Duration,
     upstream: SocketAddr,
 ) -> std::result::Result<(), String> {
-    lc.metrics.requests_held.inc();
+    metrics.requests_held.inc();
     let mut ready = lc.app_ready_rx();
     if tokio::time::timeout(hold, ready.wait_for(|r| *r))
         .await
@@ -24,7 +71,7 @@ pub async fn hold_until_ready(
     {
         return Ok(());
     }
-    lc.metrics.held_timeouts.inc();
+    metrics.held_timeouts.inc();
     Err(format!(
         "lameduck: the app at {upstream} is not ready yet (held this request {}); retry shortly\n",
         crate::config::fmt_duration(hold)
@@ -50,15 +97,5 @@ pub fn upstream_error_response(kind: UpstreamErrorKind, upstream: SocketAddr) ->
             502,
             format!("lameduck: error talking to the app at {upstream} ({})\n", other.as_str()),
         ),
-    }
-}
-
-/// One request in flight, for the drain (and so for `lameduck_in_flight_requests`), until it
-/// drops, even half-way.
-pub struct InFlight(#[allow(dead_code)] Guard);
-
-impl InFlight {
-    pub fn new(lc: &Lifecycle) -> Self {
-        InFlight(lc.drain.request())
     }
 }

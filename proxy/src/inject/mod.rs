@@ -14,7 +14,7 @@ pub mod pod;
 mod ports;
 pub mod settings;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use self::pod::{Outcome, ServiceTarget};
 use self::settings::InjectOptions;
+use crate::manifest_input;
 
 #[derive(Debug, Clone, Args)]
 pub struct InjectArgs {
@@ -47,7 +48,7 @@ pub struct Account {
 }
 
 pub fn run(args: &InjectArgs) -> ExitCode {
-    let text = match read(&args.file) {
+    let text = match manifest_input::read(&args.file) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("lameduck inject: {e}");
@@ -57,14 +58,20 @@ pub fn run(args: &InjectArgs) -> ExitCode {
     let mut docs = match lameduck_k8s::read_documents(&text) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("lameduck inject: {}: {e}", display_name(&args.file));
+            eprintln!(
+                "lameduck inject: {}: {e}",
+                manifest_input::display_name(&args.file)
+            );
             return ExitCode::from(2);
         }
     };
     let accounts = match inject_documents(&mut docs, &args.options) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("lameduck inject: {}: {e}", display_name(&args.file));
+            eprintln!(
+                "lameduck inject: {}: {e}",
+                manifest_input::display_name(&args.file)
+            );
             return ExitCode::from(2);
         }
     };
@@ -269,25 +276,5 @@ fn rollout_warning(w: &Workload) -> Option<String> {
              maxSurge: 1 keeps full capacity"
         )),
         _ => None,
-    }
-}
-
-fn read(file: &str) -> Result<String, String> {
-    if file == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| format!("cannot read stdin: {e}"))?;
-        Ok(s)
-    } else {
-        std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))
-    }
-}
-
-fn display_name(file: &str) -> &str {
-    if file == "-" {
-        "stdin"
-    } else {
-        file
     }
 }

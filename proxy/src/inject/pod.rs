@@ -370,12 +370,7 @@ fn parse_lameduck(args: &[String]) -> Result<crate::config::RunArgs, String> {
     match Cli::try_parse_from(argv) {
         Ok(cli) => Ok(cli.run),
         Err(e) => {
-            let text = e.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim_start_matches("error: ");
+            let first = crate::config::flag_error_summary(&e);
             Err(format!(
                 "a lameduck.io/* annotation does not parse: {first}"
             ))

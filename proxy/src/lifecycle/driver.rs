@@ -137,7 +137,7 @@ mod tests {
 
     /// delay, quiet, max, drain timeout in ms.
     fn rig(delay: u64, quiet: u64, max: u64, drain: u64) -> Rig {
-        let lc = Lifecycle::new(Arc::new(Metrics::new().unwrap()));
+        let lc = Lifecycle::new(Metrics::new().unwrap().shutdown);
         let timings = Timings {
             window: Window {
                 delay: MS(delay),

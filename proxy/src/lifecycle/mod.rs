@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 pub use self::core::{Outcome, Timings, Window};
 pub use self::drain::Drain;
-use crate::metrics::Metrics;
+use crate::metrics::ShutdownMetrics;
 use crate::phase::Phase;
 
 /// What the driver has recorded about the shutdown, for `/status` and the exit summary.
@@ -55,11 +55,12 @@ pub struct Lifecycle {
     drain_requested: Notify,
     /// Open connections and in-flight requests: what Draining waits for.
     pub drain: Drain,
-    pub metrics: Arc<Metrics>,
+    /// What the shutdown records; the rest of the process's metrics are not reachable here.
+    metrics: Arc<ShutdownMetrics>,
 }
 
 impl Lifecycle {
-    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(metrics: Arc<ShutdownMetrics>) -> Arc<Self> {
         let now = Instant::now();
         let mut record = Record::default();
         record.entered[Phase::Starting as usize] = Some(now);

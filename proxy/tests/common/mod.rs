@@ -7,11 +7,13 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod scripted;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 #[allow(unused_imports)] // like the functions: each test file uses its own subset
-pub use testkit::{get, wait_until, Client, Proc, Response, DEADLINE};
+pub use testkit::{addr_field, get, wait_until, Client, Proc, Response, DEADLINE};
 
 /// A port nothing listens on right now.
 pub fn free_addr() -> SocketAddr {
@@ -103,15 +105,10 @@ impl Lameduck {
             }
         };
         let started = proc.wait_log("lameduck started");
-        let addr = |field: &str| -> SocketAddr {
-            let prefix = format!("{field}=");
-            started
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(prefix.as_str()))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("no {field}= in the start-up line: {started}"))
-        };
-        let (data, admin) = (addr("listen"), addr("admin"));
+        let (data, admin) = (
+            addr_field(&started, "listen"),
+            addr_field(&started, "admin"),
+        );
         Lameduck { proc, data, admin }
     }
 

@@ -27,14 +27,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use crate::data_plane::scope::{hold_until_ready, RequestScope};
 use crate::lifecycle::Lifecycle;
-use crate::metrics::UpstreamErrorKind;
+use crate::metrics::{DataPlaneMetrics, UpstreamErrorKind};
 use crate::phase::Phase;
 use crate::upstream_pool::UpstreamPool;
 use body::ChunkedEnd;
@@ -60,12 +61,15 @@ pub enum Outcome {
 /// Everything the fast path needs, shared by all connections.
 pub struct FastPath {
     pub lc: Arc<Lifecycle>,
+    pub metrics: Arc<DataPlaneMetrics>,
     pub pool: Arc<UpstreamPool>,
     pub upstream: SocketAddr,
     pub client_read_timeout: Duration,
     pub upstream_timeout: Duration,
     /// A client that accepts no byte of its response for this long is gone.
     pub client_write_timeout: Duration,
+    /// `--startup-hold`: how long a request that arrives before the app is ready waits.
+    pub startup_hold: Duration,
 }
 
 /// Why a request could not be completed.
@@ -93,10 +97,16 @@ impl FastPath {
         plan: RequestPlan,
         deadline: Pin<&mut Sleep>,
     ) -> Outcome {
-        let arrived = Instant::now();
-        let phase = self.lc.phase();
-        self.lc.note_arrival();
-        let _in_flight = crate::data_plane::scope::InFlight::new(&self.lc);
+        let mut scope = RequestScope::open(&self.lc, &self.metrics);
+        if scope.phase() == Phase::Starting && !self.lc.app_ready() {
+            let held =
+                hold_until_ready(&self.lc, &self.metrics, self.startup_hold, self.upstream).await;
+            if let Err(refusal) = held {
+                let _ = self.write(client, &error_response(503, &refusal)).await;
+                scope.answered(503);
+                return Outcome::Close;
+            }
+        }
         let (status, outcome) = match self.exchange(client, buf, plan, deadline).await {
             Ok((status, outcome)) => (Some(status), outcome),
             Err(Failure::Client) => (None, Outcome::Close),
@@ -125,27 +135,25 @@ impl FastPath {
                 (Some(400), Outcome::CloseLingering)
             }
         };
-        self.lc
-            .metrics
-            .request_done(phase, status, arrived.elapsed());
+        if let Some(status) = status {
+            scope.answered(status);
+        }
         outcome
     }
 
     /// Answers a request lameduck refuses (malformed, ambiguous framing) and ends the
     /// connection: after a head that cannot be read, nothing on it can be.
     pub async fn reject(&self, mut client: TcpStream, code: u16, why: &str) {
-        self.lc.note_arrival();
-        let phase = self.lc.phase();
+        let mut scope = RequestScope::open(&self.lc, &self.metrics);
         let body = format!("lameduck: bad request: {why}\n");
         let _ = self.write(&mut client, &error_response(code, &body)).await;
-        self.lc
-            .metrics
-            .request_done(phase, Some(code), Duration::ZERO);
+        scope.answered(code);
+        drop(scope);
         crate::data_plane::linger_close(client).await;
     }
 
     fn upstream_failed(&self, kind: UpstreamErrorKind, status: u16, error: &str) {
-        self.lc.metrics.upstream_error(kind);
+        self.metrics.upstream_error(kind);
         tracing::warn!(kind = kind.as_str(), status, upstream = %self.upstream, error, "upstream error");
     }
 
@@ -199,7 +207,7 @@ impl FastPath {
             if let Err(e) = self.write_upstream(&mut up, &request).await {
                 if may_retry {
                     retried = true;
-                    self.lc.metrics.upstream_retries.inc();
+                    self.metrics.upstream_retries.inc();
                     continue;
                 }
                 return Err(closed(e));
@@ -230,7 +238,7 @@ impl FastPath {
                     if may_retry && plan.idempotent && ubuf.is_empty() =>
                 {
                     retried = true;
-                    self.lc.metrics.upstream_retries.inc();
+                    self.metrics.upstream_retries.inc();
                 }
                 Err(e) => return Err(e),
             }
@@ -304,7 +312,7 @@ impl FastPath {
             ),
         );
         if matches!(a, Ok(true)) || matches!(b, Ok(true)) {
-            self.lc.metrics.websocket_going_away.inc();
+            self.metrics.websocket_going_away.inc();
         }
         Ok((resp.status, Outcome::Close))
     }
