@@ -283,52 +283,15 @@ fn exit_status(terminated: Option<&Value>) -> (Option<i32>, Option<i32>) {
 fn endpoint_events(text: &str, at: &impl Fn(&str) -> Option<f64>, rec: &Recorder) -> Result<()> {
     let mut ready: BTreeMap<String, bool> = BTreeMap::new();
     for slice in objects(text)? {
-        let trigger = s(
-            &slice,
-            &[
-                "metadata",
-                "annotations",
-                "endpoints.kubernetes.io/last-change-trigger-time",
-            ],
-        )
-        .and_then(at);
-        let written = slice
-            .get("metadata")
-            .and_then(|m| m.get("managedFields"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|f| s(f, &["time"]).and_then(at))
-            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
-        // An update with neither (the controller leaves the annotation off some) still moves
-        // the state on, unmarked: no time is made up for it.
-        let time = trigger.or(written);
-        let mut now: BTreeMap<String, bool> = BTreeMap::new();
-        for e in slice
-            .get("endpoints")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(pod) = s(e, &["targetRef", "name"]) {
-                let r = e
-                    .get("conditions")
-                    .and_then(|c| c.get("ready"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(true);
-                now.insert(pod.to_string(), r);
-            }
-        }
+        // An update with neither time (the controller leaves the annotation off some) still
+        // moves the state on, unmarked: no time is made up for it.
+        let time = slice_time(&slice, at);
+        let now = endpoint_readiness(&slice);
         for (pod, was) in &ready {
             let Some(t) = time else { break };
             if *was && !now.get(pod).copied().unwrap_or(false) {
-                rec.event_at(
-                    t,
-                    Some(pod),
-                    EventKind::EndpointRemoved {
-                        front: "EndpointSlice".to_string(),
-                    },
-                );
+                let front = "EndpointSlice".to_string();
+                rec.event_at(t, Some(pod), EventKind::EndpointRemoved { front });
             }
         }
         for (pod, r) in now {
@@ -342,6 +305,50 @@ fn endpoint_events(text: &str, at: &impl Fn(&str) -> Option<f64>, rec: &Recorder
         });
     }
     Ok(())
+}
+
+/// When a slice's change happened: its last-change-trigger-time, else its last managedFields
+/// write.
+fn slice_time(slice: &Value, at: &impl Fn(&str) -> Option<f64>) -> Option<f64> {
+    let trigger = s(
+        slice,
+        &[
+            "metadata",
+            "annotations",
+            "endpoints.kubernetes.io/last-change-trigger-time",
+        ],
+    )
+    .and_then(at);
+    let written = slice
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| s(f, &["time"]).and_then(at))
+        .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+    trigger.or(written)
+}
+
+/// Each pod's endpoint in the slice, and whether it is ready (unset: ready).
+fn endpoint_readiness(slice: &Value) -> BTreeMap<String, bool> {
+    let mut now = BTreeMap::new();
+    for e in slice
+        .get("endpoints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(pod) = s(e, &["targetRef", "name"]) {
+            let r = e
+                .get("conditions")
+                .and_then(|c| c.get("ready"))
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            now.insert(pod.to_string(), r);
+        }
+    }
+    now
 }
 
 /// The kubelet's Events about the Deployment's pods (`pods`; not the load generator's): a failed
