@@ -1,7 +1,9 @@
-//! The two routes of the seed app, and the counters the shutdown report reads.
+//! The two routes of the seed app (plus `/ws`, the WebSocket echo of [`crate::websocket`]), and
+//! the counters the shutdown report reads.
 //!
 //! Routing follows Go's `http.ServeMux` as the seed used it: `/ready` is an exact match and
-//! every other path falls through to the slow `/` handler, whatever the method.
+//! every other path falls through to the slow `/` handler, whatever the method; `/ws` is exact
+//! too, added for the lab's long-lived connections.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +26,7 @@ pub struct App {
     served_by: HeaderValue,
     response_delay: Duration,
     stats: Arc<Stats>,
+    websockets: Arc<crate::websocket::Open>,
 }
 
 /// Request counters. Kept apart from hyper's connection tracking because the shutdown report is
@@ -75,6 +78,7 @@ impl App {
             served_by,
             response_delay,
             stats: Arc::default(),
+            websockets: Arc::default(),
         }
     }
 
@@ -90,6 +94,11 @@ impl App {
         self.response_delay
     }
 
+    /// The open WebSocket connections (`GET /ws`).
+    pub fn websockets(&self) -> &Arc<crate::websocket::Open> {
+        &self.websockets
+    }
+
     /// The hyper service function: routes, then stamps `X-Served-By` on whatever is answered.
     pub async fn handle(
         self: Arc<Self>,
@@ -98,6 +107,12 @@ impl App {
         let guard = InFlight::enter(&self.stats);
         let mut response = if req.uri().path() == "/ready" {
             text(StatusCode::OK, "Ready!")
+        } else if req.uri().path() == crate::websocket::PATH {
+            if crate::websocket::is_upgrade(&req) {
+                crate::websocket::accept(req, &self.served_by, &self.websockets)
+            } else {
+                crate::websocket::upgrade_required()
+            }
         } else {
             self.hello(req).await
         };
@@ -141,7 +156,7 @@ impl App {
 
 /// `?delay_ms=N` overrides the response delay for one request, so one app can serve both the
 /// long and the short requests a rollout test needs.
-fn delay_override(query: Option<&str>) -> Result<Option<Duration>, String> {
+pub(crate) fn delay_override(query: Option<&str>) -> Result<Option<Duration>, String> {
     let Some(query) = query else { return Ok(None) };
     for pair in query.split('&') {
         if let Some(value) = pair.strip_prefix("delay_ms=") {
@@ -167,7 +182,7 @@ async fn body_len(mut body: Incoming) -> Result<u64, hyper::Error> {
     Ok(len)
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+pub(crate) fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
     *response.status_mut() = status;
     // What Go's content sniffing sets for the seed's plain-text answers.

@@ -8,6 +8,7 @@ mod handler;
 mod logging;
 mod server;
 mod shutdown;
+mod websocket;
 
 use std::process::ExitCode;
 

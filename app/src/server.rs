@@ -107,6 +107,7 @@ pub async fn run(
         signal = signal.name(),
         in_flight = app.stats().in_flight(),
         open_conns = graceful.count(),
+        websockets = app.websockets().count(),
         "stopped accepting; draining for up to {}",
         format_duration(config.shutdown_timeout)
     );
@@ -138,6 +139,15 @@ pub async fn run(
             report
         }
     };
+    // Upgraded connections are not hyper's any more: nothing waits for them or closes them, so
+    // they end with the process, without a Close frame, as in an app with no help at shutdown.
+    let websockets = app.websockets().count();
+    if websockets > 0 {
+        tracing::warn!(
+            websockets,
+            "{websockets} WebSocket connection(s) end with the process, without a Close frame"
+        );
+    }
     Ok(report)
 }
 
@@ -168,7 +178,9 @@ where
                     let app = Arc::clone(app);
                     let grpc = grpc.clone();
                     let service = service_fn(move |req| route(Arc::clone(&app), grpc.clone(), req));
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
                         if let Err(e) = conn.await {

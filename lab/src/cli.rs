@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 pub(crate) use lameduck_common::duration::parse as parse_duration;
 
 use crate::fronts::FrontKind;
+use crate::measure::LoadKind;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,9 +51,28 @@ pub struct RolloutArgs {
     #[arg(long, short, env = "LAB_MANIFEST")]
     pub manifest: Vec<PathBuf>,
 
-    /// Fronts to send the load through, comma separated. Default: all three.
+    /// Fronts to send the load through, comma separated (service, ingress, router; headless:
+    /// no front, the gRPC client balances over the endpoints). Default: every front that can
+    /// carry the load (http: service, ingress, router; grpc-*: service, headless; websocket:
+    /// service, ingress, router).
     #[arg(long, short, env = "LAB_FRONT", value_delimiter = ',', value_enum)]
     pub front: Vec<FrontKind>,
+
+    /// What the load sends: HTTP/1.1 requests (the mix below), gRPC unary calls or server
+    /// streams on long-lived channels, or WebSocket messages on long-lived connections. Every
+    /// request, call or message is one row of the record.
+    #[arg(long, env = "LAB_LOAD", value_enum, default_value = "http")]
+    pub load: LoadKind,
+
+    /// Long-lived connections of the grpc-* and websocket loads (gRPC channels through an
+    /// address, WebSockets); the load spreads its calls or messages over them in turn.
+    #[arg(long, env = "LAB_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub connections: u32,
+
+    /// Replies per grpc-stream call (slowapp's `Count`); a stream lasts as long as a request of
+    /// the same delay, one reply every delay / N.
+    #[arg(long, env = "LAB_STREAM_MESSAGES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub stream_messages: u32,
 
     /// Requests per second (wall clock), open loop.
     #[arg(long, env = "LAB_RATE", default_value_t = 100.0, value_parser = positive_f64)]

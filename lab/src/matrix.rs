@@ -12,6 +12,7 @@ use crate::cluster::pod::{self, Binaries};
 use crate::fronts::{self, FrontKind};
 use crate::measure::load::LoadConfig;
 use crate::measure::progress::Progress;
+use crate::measure::ProtocolLoad;
 use crate::report::{self, RunSummary};
 use crate::run;
 use crate::scale::Scale;
@@ -92,12 +93,20 @@ fn check_binaries(scenarios: &[Scenario], bins: &Binaries) -> Result<()> {
 /// The fronts asked for (all by default), less those whose program is not installed.
 fn available_fronts(args: &RolloutArgs) -> Result<Vec<FrontKind>> {
     let wanted = if args.front.is_empty() {
-        FrontKind::ALL.to_vec()
+        FrontKind::defaults_for(args.load)
     } else {
         args.front.clone()
     };
     let mut fronts = Vec::new();
     for f in wanted {
+        if let Err(why) = f.carries(args.load) {
+            eprintln!(
+                "skipping the {} front for the {} load: {why}",
+                f.name(),
+                args.load.name()
+            );
+            continue;
+        }
         match f.program() {
             Some(p) if fronts::find_program(p).is_none() => {
                 eprintln!(
@@ -109,7 +118,15 @@ fn available_fronts(args: &RolloutArgs) -> Result<Vec<FrontKind>> {
         }
     }
     if fronts.is_empty() {
-        bail!("no front can run: apt-get install nginx-light haproxy, or use --front service");
+        bail!(
+            "no front can run the {} load: {}",
+            args.load.name(),
+            if args.front.iter().all(|f| f.carries(args.load).is_err()) {
+                "none of the fronts asked for carries it (see above)"
+            } else {
+                "apt-get install nginx-light haproxy, or use --front service"
+            }
+        );
     }
     Ok(fronts)
 }
@@ -130,6 +147,11 @@ fn settings(args: &RolloutArgs) -> Settings {
             timeout: scale.apply(args.request_timeout),
             seed: args.seed,
         },
+        protocol: ProtocolLoad {
+            kind: args.load,
+            connections: args.connections as usize,
+            stream_messages: args.stream_messages,
+        },
         // Absolute: nginx resolves relative paths against its `-p` prefix, not our cwd.
         out_dir: std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone()),
         seed: args.seed,
@@ -139,7 +161,8 @@ fn settings(args: &RolloutArgs) -> Settings {
 /// The table, and where every picture and file is.
 fn print_summary(args: &RolloutArgs, table: &str, rows: &[RunSummary]) {
     println!(
-        "\ntime scale {} · lag {}..{} (model) · {} req/s · {} rollouts per run\n",
+        "\nload {} · time scale {} · lag {}..{} (model) · {} req/s · {} rollouts per run\n",
+        args.load.name(),
         args.time_scale,
         humantime::format_duration(args.lag.0),
         humantime::format_duration(args.lag.1),
@@ -158,7 +181,7 @@ fn print_summary(args: &RolloutArgs, table: &str, rows: &[RunSummary]) {
 }
 
 fn timeline_path(out: &Path, r: &RunSummary) -> std::path::PathBuf {
-    let front = FrontKind::ALL
+    let front = FrontKind::EVERY
         .iter()
         .find(|f| f.name() == r.front)
         .copied()

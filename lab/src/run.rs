@@ -192,7 +192,12 @@ async fn drive(
         let _ = tokio::time::timeout(Duration::from_millis(50), applied.changed()).await;
     }
     rec.event(None, EventKind::LoadStarted);
-    let load = Load::start(front.addr(), settings.load.clone(), rec.clone());
+    let load = Load::start_kind(
+        &settings.protocol,
+        front.target(),
+        settings.load.clone(),
+        rec.clone(),
+    )?;
     let ticker = progress.ticker(label, rec.clone(), settings.restarts);
     let warmup = scale.apply(Duration::from_secs(3));
     tokio::time::sleep(warmup).await;

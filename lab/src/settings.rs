@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::measure::load::LoadConfig;
+use crate::measure::ProtocolLoad;
 use crate::scale::Scale;
 
 /// Settings shared by every run of the matrix.
@@ -14,6 +15,8 @@ pub struct Settings {
     pub lag: (Duration, Duration),
     pub restarts: u32,
     pub load: LoadConfig,
+    /// What the load sends (`--load`) and its long-lived connections.
+    pub protocol: ProtocolLoad,
     pub out_dir: PathBuf,
     pub seed: u64,
 }

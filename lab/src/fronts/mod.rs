@@ -4,10 +4,12 @@
 //! - `ingress`: a real nginx, reconfigured and reloaded on every endpoint change, as an
 //!   ingress controller does;
 //! - `router`: a real HAProxy, updated through its runtime API, as the OpenShift router is;
+//! - `headless`: no front, the client balances over the endpoints itself (gRPC only);
 //!
 //! and how late each learns an endpoint change ([`propagation`]).
 
 pub mod haproxy;
+pub mod headless;
 pub mod nginx;
 pub mod propagation;
 pub mod service;
@@ -18,6 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::cluster::Endpoint;
+use crate::measure::{LoadKind, Target};
 use crate::scale::Scale;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,16 +28,47 @@ pub enum FrontKind {
     Service,
     Ingress,
     Router,
+    /// A headless Service: the client (gRPC) balances over the pod addresses itself.
+    Headless,
 }
 
 impl FrontKind {
-    pub const ALL: [FrontKind; 3] = [FrontKind::Service, FrontKind::Ingress, FrontKind::Router];
+    /// Every front there is.
+    pub const EVERY: [FrontKind; 4] = [
+        FrontKind::Service,
+        FrontKind::Ingress,
+        FrontKind::Router,
+        FrontKind::Headless,
+    ];
+
+    /// The fronts a load runs through when none are asked for.
+    pub fn defaults_for(load: LoadKind) -> Vec<FrontKind> {
+        FrontKind::EVERY
+            .into_iter()
+            .filter(|f| f.carries(load).is_ok())
+            .collect()
+    }
+
+    /// Whether this front can carry `load`, and if not, why.
+    pub fn carries(self, load: LoadKind) -> std::result::Result<(), &'static str> {
+        match (self, load) {
+            (FrontKind::Headless, LoadKind::GrpcUnary | LoadKind::GrpcStream) => Ok(()),
+            (FrontKind::Headless, _) => Err(
+                "only a gRPC client balances over the endpoints itself; this load needs an address",
+            ),
+            (FrontKind::Ingress | FrontKind::Router, LoadKind::GrpcUnary | LoadKind::GrpcStream) => Err(
+                "the lab's nginx and HAProxy speak HTTP/1.1 to the pods (gRPC needs nginx's grpc_pass or HAProxy's `proto h2`, not modelled)",
+            ),
+            _ => Ok(()),
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             FrontKind::Service => "service",
             FrontKind::Ingress => "ingress",
             FrontKind::Router => "router",
+            FrontKind::Headless => "headless",
         }
     }
 
@@ -44,6 +78,7 @@ impl FrontKind {
             FrontKind::Service => None,
             FrontKind::Ingress => Some("nginx"),
             FrontKind::Router => Some("haproxy"),
+            FrontKind::Headless => None,
         }
     }
 }
@@ -66,6 +101,7 @@ pub enum Front {
     Service(service::Service),
     Nginx(nginx::Nginx),
     Haproxy(haproxy::Haproxy),
+    Headless(headless::Headless),
 }
 
 impl Front {
@@ -79,6 +115,7 @@ impl Front {
             FrontKind::Service => Front::Service(service::Service::start(addr).await?),
             FrontKind::Ingress => Front::Nginx(nginx::Nginx::start(addr, dir, scale).await?),
             FrontKind::Router => Front::Haproxy(haproxy::Haproxy::start(addr, dir, scale).await?),
+            FrontKind::Headless => Front::Headless(headless::Headless::start(addr)),
         })
     }
 
@@ -87,6 +124,7 @@ impl Front {
             Front::Service(_) => FrontKind::Service,
             Front::Nginx(_) => FrontKind::Ingress,
             Front::Haproxy(_) => FrontKind::Router,
+            Front::Headless(_) => FrontKind::Headless,
         }
     }
 
@@ -95,6 +133,15 @@ impl Front {
             Front::Service(f) => f.addr,
             Front::Nginx(f) => f.addr,
             Front::Haproxy(f) => f.addr,
+            Front::Headless(f) => f.addr,
+        }
+    }
+
+    /// Where a load sends: the front's address, or the headless front's endpoint view.
+    pub fn target(&self) -> Target {
+        match self {
+            Front::Headless(f) => Target::Endpoints(f.resolver()),
+            _ => Target::Addr(self.addr()),
         }
     }
 
@@ -123,6 +170,10 @@ impl Front {
             }
             Front::Nginx(f) => f.apply(endpoints).await,
             Front::Haproxy(f) => f.apply(endpoints).await,
+            Front::Headless(f) => {
+                f.apply(endpoints);
+                Ok(())
+            }
         }
     }
 
@@ -131,6 +182,7 @@ impl Front {
             Front::Service(f) => f.stop(),
             Front::Nginx(f) => f.stop().await,
             Front::Haproxy(f) => f.stop().await,
+            Front::Headless(_) => {}
         }
     }
 }

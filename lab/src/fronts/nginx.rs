@@ -181,6 +181,12 @@ http {{
     uwsgi_temp_path {p}/tmp/uwsgi;
     scgi_temp_path {p}/tmp/scgi;
     keepalive_timeout {ka};
+    # WebSocket upgrades pass through, as ingress-nginx does it; any other request keeps the
+    # upstream keep-alive (an empty Connection header).
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        '' '';
+    }}
     upstream pods {{
 {servers}        keepalive 32;
         keepalive_timeout {ka};
@@ -194,7 +200,8 @@ http {{
         location / {{
             proxy_pass http://pods;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
             proxy_set_header Host $host;
             proxy_next_upstream error timeout;
             proxy_next_upstream_tries 3;

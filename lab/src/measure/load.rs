@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::measure::httpc::{ClientError, Conn, Response};
 use crate::measure::record::{Outcome, Recorder, RequestRecord};
+use crate::measure::{LoadKind, ProtocolLoad, Target};
 
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -46,6 +47,34 @@ impl Load {
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(generate(target, cfg, rec, stop_rx));
         Load { stop, task }
+    }
+
+    /// Starts the load `proto.kind` says against `target`: HTTP and WebSocket need an address
+    /// (a front), gRPC takes either an address or the endpoints (client-side balancing).
+    pub fn start_kind(
+        proto: &ProtocolLoad,
+        target: Target,
+        cfg: LoadConfig,
+        rec: Arc<Recorder>,
+    ) -> anyhow::Result<Load> {
+        let (stop, stop_rx) = watch::channel(false);
+        let task =
+            match (proto.kind, target) {
+                (LoadKind::Http, Target::Addr(addr)) => {
+                    tokio::spawn(generate(addr, cfg, rec, stop_rx))
+                }
+                (LoadKind::GrpcUnary | LoadKind::GrpcStream, target) => tokio::spawn(
+                    super::grpc::generate(target, proto.clone(), cfg, rec, stop_rx),
+                ),
+                (LoadKind::Websocket, Target::Addr(addr)) => tokio::spawn(
+                    super::websocket::generate(addr, proto.clone(), cfg, rec, stop_rx),
+                ),
+                (kind, Target::Endpoints(_)) => anyhow::bail!(
+                "the {} load needs a front address; only gRPC balances over the endpoints itself",
+                kind.name()
+            ),
+            };
+        Ok(Load { stop, task })
     }
 
     /// Stops sending and waits for the requests in flight (each bounded by its timeout).

@@ -136,7 +136,9 @@ pub struct RequestRecord {
     pub id: u64,
     pub start: f64,
     pub end: f64,
-    /// `keepalive` (from a client connection pool) or `new` (a connection per request).
+    /// `keepalive` (from a client connection pool) or `new` (a connection per request); for
+    /// the other loads `channel` (a gRPC channel to one address), `balanced` (a gRPC channel
+    /// balancing over the endpoints) or `websocket`.
     #[serde(deserialize_with = "known_str")]
     pub client: &'static str,
     /// Sent on a connection that had already carried a request.
@@ -144,6 +146,7 @@ pub struct RequestRecord {
     /// The first attempt failed on a reused keep-alive connection before any response byte and
     /// the request (idempotent) was sent again on a new connection, as HTTP clients do.
     pub retried: bool,
+    /// `GET` / `POST`; `Hello` / `Count` (gRPC); `message` (WebSocket).
     #[serde(deserialize_with = "known_str")]
     pub method: &'static str,
     pub delay_ms: u64,
@@ -172,10 +175,21 @@ pub struct RequestRecord {
 /// The load's client kinds and methods are a fixed set: read back as the same static strings.
 fn known_str<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
     let s = String::deserialize(d)?;
-    ["keepalive", "new", "GET", "POST"]
-        .into_iter()
-        .find(|k| *k == s)
-        .ok_or_else(|| serde::de::Error::custom(format!("unknown client or method `{s}`")))
+    [
+        "keepalive",
+        "new",
+        "GET",
+        "POST",
+        "channel",
+        "balanced",
+        "websocket",
+        "Hello",
+        "Count",
+        "message",
+    ]
+    .into_iter()
+    .find(|k| *k == s)
+    .ok_or_else(|| serde::de::Error::custom(format!("unknown client or method `{s}`")))
 }
 
 /// The run's shared log.
@@ -247,7 +261,10 @@ impl Recorder {
     /// Marks the failed requests that the front never handled (`handled(id)` is false).
     pub fn blame_front(&self, handled: impl Fn(u64) -> bool) {
         for r in self.requests.lock().expect("recorder lock").iter_mut() {
-            if r.outcome != Outcome::Ok && r.status.is_none() && !handled(r.id) {
+            // Only HTTP requests carry their id to the front (in the path); a gRPC call or a
+            // WebSocket message is never in its access log.
+            let http = matches!(r.client, "keepalive" | "new");
+            if http && r.outcome != Outcome::Ok && r.status.is_none() && !handled(r.id) {
                 r.front_caused = true;
             }
         }

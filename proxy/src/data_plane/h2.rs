@@ -257,7 +257,7 @@ impl H2Forwarder {
     ) -> Result<Response<ProxyBody>, h2::Error> {
         let grpc = is_grpc(req.headers());
         let http1_client = req.version() < http::Version::HTTP_2;
-        let mut scope = Scope {
+        let scope = Scope {
             request: RequestScope::open(&self.lc, &self.metrics),
             _active: active,
         };
@@ -290,27 +290,7 @@ impl H2Forwarder {
             sent = tokio::time::timeout(self.upstream_timeout, self.app.send(req)) => sent,
         };
         let failure = match sent {
-            Ok(Ok(resp)) => {
-                let (mut parts, body) = resp.into_parts();
-                strip_connection_headers(&mut parts.headers);
-                if http1_client && self.lc.phase().is_shutting_down() {
-                    // Moves an HTTP/1 client's next request to a new connection, elsewhere.
-                    parts
-                        .headers
-                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                scope.request.answered(parts.status.as_u16());
-                let body = ProxyBody::Relay(Relay {
-                    inner: body,
-                    cut: Box::pin(drained(Arc::clone(&self.lc))),
-                    grpc,
-                    upstream: self.upstream,
-                    ended: false,
-                    metrics: Arc::clone(&self.metrics),
-                    _scope: scope,
-                });
-                return Ok(Response::from_parts(parts, body));
-            }
+            Ok(Ok(resp)) => return Ok(self.relay(resp, scope, grpc, http1_client)),
             Ok(Err(e)) => e,
             Err(_) => SendError {
                 kind: UpstreamErrorKind::Timeout,
@@ -320,6 +300,42 @@ impl H2Forwarder {
                 ),
             },
         };
+        Ok(self.failed(scope, grpc, failure))
+    }
+
+    /// The app's response, on its way to the client: its head now, its body frame by frame.
+    fn relay(
+        &self,
+        resp: Response<Incoming>,
+        mut scope: Scope,
+        grpc: bool,
+        http1_client: bool,
+    ) -> Response<ProxyBody> {
+        let (mut parts, body) = resp.into_parts();
+        strip_connection_headers(&mut parts.headers);
+        if http1_client && self.lc.phase().is_shutting_down() {
+            // Moves an HTTP/1 client's next request to a new connection, elsewhere.
+            parts
+                .headers
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        scope.request.answered(parts.status.as_u16());
+        let body = ProxyBody::Relay(Relay {
+            inner: body,
+            cut: Box::pin(drained(Arc::clone(&self.lc))),
+            grpc,
+            upstream: self.upstream,
+            ended: false,
+            metrics: Arc::clone(&self.metrics),
+            _scope: scope,
+        });
+        Response::from_parts(parts, body)
+    }
+
+    /// The answer when the app could not be reached or gave no response head: for gRPC the
+    /// status a client acts on (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED), else 502/504; both say
+    /// why.
+    fn failed(&self, scope: Scope, grpc: bool, failure: SendError) -> Response<ProxyBody> {
         self.metrics.upstream_error(failure.kind);
         tracing::warn!(kind = failure.kind.as_str(), upstream = %self.upstream, grpc, error = %failure.detail, "upstream error (h2c)");
         let (status, text) = upstream_error_response(failure.kind, self.upstream);
@@ -330,7 +346,7 @@ impl H2Forwarder {
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
         let text = format!("{}: {}\n", text.trim_end(), failure.detail);
-        Ok(answer(scope, grpc, status, code, text))
+        answer(scope, grpc, status, code, text)
     }
 
     /// The client's request as it goes to the app: same method, path, headers and body;

@@ -150,38 +150,8 @@ async fn serve(args: ServeArgs, cert: &Path, key: &Path) -> Result<ExitCode> {
             }
         };
         tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, _) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let acceptor = acceptor.clone();
-                let state = state.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let svc = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(route(req, &state).await) }
-                    });
-                    let conn = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, "webhook connection error");
-                    }
-                });
+            tcp = accept(&listener, "accept failed") => {
+                tokio::spawn(serve_tls(tcp, acceptor.clone(), state.clone(), graceful.watcher()));
             }
             _ = delay_over => break,
             name = next_signal(&mut sigterm, &mut sigint) => {
@@ -200,6 +170,59 @@ async fn serve(args: ServeArgs, cert: &Path, key: &Path) -> Result<ExitCode> {
         }
     }
     drop(listener);
+    drain(graceful, args.drain_timeout, &mut sigterm, &mut sigint).await
+}
+
+/// The next accepted connection; a failed accept (EMFILE) is logged and retried after a pause,
+/// not in a tight loop.
+async fn accept(listener: &TcpListener, what: &'static str) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => return tcp,
+            Err(e) => {
+                tracing::warn!(error = %e, "{what}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One API-server connection: the TLS handshake (bounded), then HTTP/1.1 or HTTP/2 until it
+/// ends or the drain closes it.
+async fn serve_tls(
+    tcp: tokio::net::TcpStream,
+    acceptor: TlsAcceptor,
+    state: Arc<State>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(req, &state).await) }
+    });
+    let conn = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(tls), svc)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "webhook connection error");
+    }
+}
+
+/// After the listener closed: waits for the open connections, at most the drain timeout; a
+/// second signal ends it at once.
+async fn drain(
+    graceful: GracefulShutdown,
+    timeout: Duration,
+    sigterm: &mut tokio::signal::unix::Signal,
+    sigint: &mut tokio::signal::unix::Signal,
+) -> Result<ExitCode> {
     let open = graceful.count();
     tracing::info!(open_connections = open, "listener closed, draining");
     tokio::select! {
@@ -207,11 +230,11 @@ async fn serve(args: ServeArgs, cert: &Path, key: &Path) -> Result<ExitCode> {
             tracing::info!("drained, exiting");
             Ok(ExitCode::SUCCESS)
         }
-        _ = tokio::time::sleep(args.drain_timeout) => {
+        _ = tokio::time::sleep(timeout) => {
             tracing::warn!("drain timeout: exiting with connections still open");
             Ok(ExitCode::SUCCESS)
         }
-        name = next_signal(&mut sigterm, &mut sigint) => {
+        name = next_signal(sigterm, sigint) => {
             tracing::warn!(signal = name, "second signal: exiting now, without finishing the drain");
             Ok(ExitCode::from(EXIT_INTERRUPTED))
         }
@@ -324,14 +347,7 @@ async fn route(req: Request<Incoming>, state: &State) -> Resp {
 /// The plain-HTTP side: /ready /live /metrics.
 async fn serve_admin(listener: TcpListener, state: Arc<State>) {
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let stream = accept(&listener, "admin accept failed").await;
         let state = state.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {

@@ -121,6 +121,9 @@ pub struct RequestPlan {
     pub upstream_head: Vec<u8>,
 }
 
+/// Why a request is refused: the status and the reason said to the client.
+type Refusal = (u16, &'static str);
+
 /// Parses a request head and, when it is to be forwarded, writes the head to send to the app:
 /// the client's header lines in their order and spelling, minus hop-by-hop ones and the
 /// framing headers (written once, canonically), plus `X-Forwarded-For` (the client appended)
@@ -137,194 +140,49 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
         }
         Err(_) => return Request::Reject(400, "malformed request head"),
     };
+    match judge_request(&req, head_len, client_ip) {
+        Ok(plan) => Request::Forward(plan),
+        Err((code, why)) => Request::Reject(code, why),
+    }
+}
+
+/// The rules, in order: the request line, each header, the framing as a whole; then the head
+/// for the app.
+fn judge_request(
+    req: &httparse::Request,
+    head_len: usize,
+    client_ip: &str,
+) -> Result<RequestPlan, Refusal> {
     let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
-        return Request::Reject(400, "malformed request head");
+        return Err((400, "malformed request head"));
     };
     let http10 = version == 0;
     if method == "CONNECT" {
-        return Request::Reject(501, "CONNECT is not supported");
+        return Err((501, "CONNECT is not supported"));
     }
-    // The target: origin-form, `*` for OPTIONS, or absolute-form (whose authority replaces
-    // Host, RFC 9112 3.2.2). lameduck connects only to its app whatever the authority says.
-    let mut authority: Option<http::uri::Authority> = None;
-    let origin: std::borrow::Cow<str> =
-        if path.starts_with('/') || (path == "*" && method == "OPTIONS") {
-            path.into()
-        } else {
-            match path.parse::<http::Uri>() {
-                Ok(uri) if uri.scheme().is_some() && uri.authority().is_some() => {
-                    authority = uri.authority().cloned();
-                    uri.path_and_query()
-                        .map_or("/".to_string(), |p| p.as_str().to_string())
-                        .into()
-                }
-                _ => return Request::Reject(400, "bad request target"),
-            }
-        };
-
-    let mut hosts = 0;
-    let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut client_close = false;
-    let mut keep_alive = false;
-    let mut connection_upgrade = false;
-    let mut has_upgrade = false;
-    let mut websocket = false;
-    let mut expect_continue = false;
-    let mut forwarded_proto = false;
-    // Headers named in `Connection` are hop-by-hop too (RFC 9110, 7.6.1).
-    let mut named: Vec<&[u8]> = Vec::new();
+    let target = Target::parse(method, path)?;
     let mut kinds = [Name::Other; MAX_HEADERS];
-    for (h, kind) in req.headers.iter().zip(kinds.iter_mut()) {
-        *kind = classify(h.name);
-        match *kind {
-            Name::Host => hosts += 1,
-            Name::ContentLength => {
-                // `5, 5` or two lines of `5` are one length; anything else is two framings.
-                for value in h.value.split(|b| *b == b',') {
-                    match parse_length(value) {
-                        Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
-                        Some(_) => return Request::Reject(400, "conflicting Content-Length"),
-                        None => return Request::Reject(400, "bad Content-Length"),
-                    }
-                }
-            }
-            Name::TransferEncoding => {
-                for coding in tokens(h.value) {
-                    if chunked || !coding.eq_ignore_ascii_case(b"chunked") {
-                        // Only `chunked`, once, and last (RFC 9112, 6.1); another coding is
-                        // one lameduck cannot frame.
-                        return Request::Reject(501, "unsupported Transfer-Encoding");
-                    }
-                    chunked = true;
-                }
-                if !chunked {
-                    return Request::Reject(400, "empty Transfer-Encoding");
-                }
-            }
-            Name::Upgrade => {
-                has_upgrade = true;
-                websocket |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"websocket"));
-            }
-            Name::Expect => {
-                if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
-                    expect_continue = true;
-                } else {
-                    return Request::Reject(417, "unsupported expectation");
-                }
-            }
-            Name::Connection => {
-                for token in tokens(h.value) {
-                    if token.eq_ignore_ascii_case(b"close") {
-                        client_close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        // Names a header that is hop-by-hop anyway: not collected, so the
-                        // common `Connection: keep-alive` does not allocate.
-                        keep_alive = true;
-                    } else if token.eq_ignore_ascii_case(b"upgrade") {
-                        connection_upgrade = true;
-                    } else {
-                        let end_to_end = matches!(
-                            classify(std::str::from_utf8(token).unwrap_or("")),
-                            Name::Host | Name::ContentLength | Name::TransferEncoding
-                        );
-                        if end_to_end {
-                            return Request::Reject(400, "Connection names a framing header");
-                        }
-                        named.push(token);
-                    }
-                }
-            }
-            Name::ForwardedProto => forwarded_proto = true,
-            Name::ForwardedFor | Name::HopByHop | Name::Other => {}
-        }
-    }
-    if chunked && length.is_some() {
-        return Request::Reject(400, "both Content-Length and Transfer-Encoding");
-    }
-    if chunked && http10 {
-        return Request::Reject(400, "Transfer-Encoding in an HTTP/1.0 request");
-    }
-    if hosts > 1 || (hosts == 0 && !http10 && authority.is_none()) {
-        return Request::Reject(400, "Host missing or repeated");
-    }
-    if let Some(authority) = &authority {
-        // Two different hosts in one request is how requests are smuggled past routing.
-        let host = req.headers.iter().find(|h| classify(h.name) == Name::Host);
-        if host.is_some_and(|h| !h.value.eq_ignore_ascii_case(authority.as_str().as_bytes())) {
-            return Request::Reject(400, "Host contradicts the request target");
-        }
-    }
+    let facts = HeaderFacts::read(req.headers, &mut kinds)?;
+    facts.check(req.headers, http10, target.authority.as_ref())?;
     // An upgrade to h2c is not passed on: lameduck speaks HTTP/1.1 to the app for this
     // request, as nginx does.
-    let upgrade = has_upgrade && connection_upgrade && !http10;
-    let body = if chunked {
+    let upgrade = facts.has_upgrade && facts.connection_upgrade && !http10;
+    let body = if facts.chunked {
         BodyFraming::Chunked
     } else {
-        BodyFraming::Length(length.unwrap_or(0))
+        BodyFraming::Length(facts.length.unwrap_or(0))
     };
-
-    let mut out = super::buffers::take();
-    out.extend_from_slice(method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(origin.as_bytes());
-    out.extend_from_slice(if http10 {
-        b" HTTP/1.0\r\n".as_slice()
-    } else {
-        b" HTTP/1.1\r\n".as_slice()
-    });
-    if let Some(authority) = &authority {
-        push_header(&mut out, b"Host", authority.as_str().as_bytes());
+    let upstream_head = UpstreamHead {
+        method,
+        target: &target,
+        http10,
+        upgrade,
+        body,
+        facts: &facts,
+        client_ip,
     }
-    let mut prior_for: Option<Vec<u8>> = None;
-    for (h, &kind) in req.headers.iter().zip(kinds.iter()) {
-        match kind {
-            Name::ForwardedFor => {
-                let prior = prior_for.get_or_insert_with(Vec::new);
-                if !prior.is_empty() {
-                    prior.extend_from_slice(b", ");
-                }
-                prior.extend_from_slice(h.value);
-                continue;
-            }
-            Name::Host if authority.is_some() => continue,
-            // Written once below, canonically; lameduck answers `Expect` itself.
-            Name::ContentLength | Name::TransferEncoding | Name::Expect => continue,
-            Name::Upgrade if upgrade => {}
-            _ if stays_here(kind, h.name, &named) => continue,
-            _ => {}
-        }
-        push_header(&mut out, h.name.as_bytes(), h.value);
-    }
-    match body {
-        BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        BodyFraming::Length(n) if length.is_some() => {
-            out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        BodyFraming::Length(_) => {}
-    }
-    if upgrade {
-        out.extend_from_slice(b"Connection: upgrade\r\n");
-    } else if http10 {
-        // Asked so that the app keeps the pooled connection; an HTTP/1.0 request is otherwise
-        // the connection's last.
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    if let Some(prior) = prior_for {
-        out.extend_from_slice(&prior);
-        out.extend_from_slice(b", ");
-    }
-    out.extend_from_slice(client_ip.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    if !forwarded_proto {
-        out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-
-    Request::Forward(RequestPlan {
+    .write(req.headers, &kinds);
+    Ok(RequestPlan {
         head_len,
         body,
         is_head: method == "HEAD",
@@ -332,13 +190,259 @@ pub fn parse_request(buf: &[u8], client_ip: &str) -> Request {
             method,
             "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
         ),
-        client_close: client_close || (http10 && !keep_alive),
+        client_close: facts.client_close || (http10 && !facts.keep_alive),
         http10,
-        expect_continue,
+        expect_continue: facts.expect_continue,
         upgrade,
-        websocket: upgrade && websocket,
-        upstream_head: out,
+        websocket: upgrade && facts.websocket,
+        upstream_head,
     })
+}
+
+/// The request target as the app gets it: origin-form, `*` for OPTIONS, or absolute-form
+/// turned into origin-form with its authority as Host (RFC 9112 3.2.2). lameduck connects
+/// only to its app whatever the authority says.
+struct Target<'a> {
+    origin: std::borrow::Cow<'a, str>,
+    authority: Option<http::uri::Authority>,
+}
+
+impl<'a> Target<'a> {
+    fn parse(method: &str, path: &'a str) -> Result<Self, Refusal> {
+        if path.starts_with('/') || (path == "*" && method == "OPTIONS") {
+            return Ok(Target {
+                origin: path.into(),
+                authority: None,
+            });
+        }
+        match path.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme().is_some() && uri.authority().is_some() => Ok(Target {
+                origin: uri
+                    .path_and_query()
+                    .map_or("/".to_string(), |p| p.as_str().to_string())
+                    .into(),
+                authority: uri.authority().cloned(),
+            }),
+            _ => Err((400, "bad request target")),
+        }
+    }
+}
+
+/// What the request's headers say about its framing and its connection, read in one pass.
+#[derive(Default)]
+struct HeaderFacts<'a> {
+    hosts: usize,
+    length: Option<u64>,
+    chunked: bool,
+    client_close: bool,
+    keep_alive: bool,
+    connection_upgrade: bool,
+    has_upgrade: bool,
+    websocket: bool,
+    expect_continue: bool,
+    forwarded_proto: bool,
+    /// Headers named in `Connection`: hop-by-hop too (RFC 9110, 7.6.1).
+    named: Vec<&'a [u8]>,
+}
+
+impl<'a> HeaderFacts<'a> {
+    /// Classifies every header (into `kinds`, for writing the head) and notes what it says.
+    fn read(headers: &[httparse::Header<'a>], kinds: &mut [Name]) -> Result<Self, Refusal> {
+        let mut facts = HeaderFacts::default();
+        for (h, kind) in headers.iter().zip(kinds.iter_mut()) {
+            *kind = classify(h.name);
+            facts.note(*kind, h.value)?;
+        }
+        Ok(facts)
+    }
+
+    fn note(&mut self, kind: Name, value: &'a [u8]) -> Result<(), Refusal> {
+        match kind {
+            Name::Host => self.hosts += 1,
+            Name::ContentLength => {
+                // `5, 5` or two lines of `5` are one length; anything else is two framings.
+                for value in value.split(|b| *b == b',') {
+                    match parse_length(value) {
+                        Some(n) if self.length.is_none_or(|l| l == n) => self.length = Some(n),
+                        Some(_) => return Err((400, "conflicting Content-Length")),
+                        None => return Err((400, "bad Content-Length")),
+                    }
+                }
+            }
+            Name::TransferEncoding => {
+                for coding in tokens(value) {
+                    if self.chunked || !coding.eq_ignore_ascii_case(b"chunked") {
+                        // Only `chunked`, once, and last (RFC 9112, 6.1); another coding is
+                        // one lameduck cannot frame.
+                        return Err((501, "unsupported Transfer-Encoding"));
+                    }
+                    self.chunked = true;
+                }
+                if !self.chunked {
+                    return Err((400, "empty Transfer-Encoding"));
+                }
+            }
+            Name::Upgrade => {
+                self.has_upgrade = true;
+                self.websocket |= tokens(value).any(|t| t.eq_ignore_ascii_case(b"websocket"));
+            }
+            Name::Expect => {
+                if !value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                    return Err((417, "unsupported expectation"));
+                }
+                self.expect_continue = true;
+            }
+            Name::Connection => {
+                for token in tokens(value) {
+                    self.note_connection_token(token)?;
+                }
+            }
+            Name::ForwardedProto => self.forwarded_proto = true,
+            Name::ForwardedFor | Name::HopByHop | Name::Other => {}
+        }
+        Ok(())
+    }
+
+    fn note_connection_token(&mut self, token: &'a [u8]) -> Result<(), Refusal> {
+        if token.eq_ignore_ascii_case(b"close") {
+            self.client_close = true;
+        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+            // Names a header that is hop-by-hop anyway: not collected, so the common
+            // `Connection: keep-alive` does not allocate.
+            self.keep_alive = true;
+        } else if token.eq_ignore_ascii_case(b"upgrade") {
+            self.connection_upgrade = true;
+        } else {
+            let end_to_end = matches!(
+                classify(std::str::from_utf8(token).unwrap_or("")),
+                Name::Host | Name::ContentLength | Name::TransferEncoding
+            );
+            if end_to_end {
+                return Err((400, "Connection names a framing header"));
+            }
+            self.named.push(token);
+        }
+        Ok(())
+    }
+
+    /// The rules about the headers together: one framing, one Host that agrees with the target.
+    fn check(
+        &self,
+        headers: &[httparse::Header],
+        http10: bool,
+        authority: Option<&http::uri::Authority>,
+    ) -> Result<(), Refusal> {
+        if self.chunked && self.length.is_some() {
+            return Err((400, "both Content-Length and Transfer-Encoding"));
+        }
+        if self.chunked && http10 {
+            return Err((400, "Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if self.hosts > 1 || (self.hosts == 0 && !http10 && authority.is_none()) {
+            return Err((400, "Host missing or repeated"));
+        }
+        if let Some(authority) = authority {
+            // Two different hosts in one request is how requests are smuggled past routing.
+            let host = headers.iter().find(|h| classify(h.name) == Name::Host);
+            if host.is_some_and(|h| !h.value.eq_ignore_ascii_case(authority.as_str().as_bytes())) {
+                return Err((400, "Host contradicts the request target"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The head lameduck sends the app for an accepted request.
+struct UpstreamHead<'r> {
+    method: &'r str,
+    target: &'r Target<'r>,
+    http10: bool,
+    upgrade: bool,
+    body: BodyFraming,
+    facts: &'r HeaderFacts<'r>,
+    client_ip: &'r str,
+}
+
+impl UpstreamHead<'_> {
+    fn write(&self, headers: &[httparse::Header], kinds: &[Name]) -> Vec<u8> {
+        let mut out = super::buffers::take();
+        out.extend_from_slice(self.method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.target.origin.as_bytes());
+        out.extend_from_slice(if self.http10 {
+            b" HTTP/1.0\r\n".as_slice()
+        } else {
+            b" HTTP/1.1\r\n".as_slice()
+        });
+        if let Some(authority) = &self.target.authority {
+            push_header(&mut out, b"Host", authority.as_str().as_bytes());
+        }
+        let prior_for = self.write_passed_headers(&mut out, headers, kinds);
+        self.write_own_headers(&mut out, prior_for);
+        out
+    }
+
+    /// The client's header lines that pass, in their order and spelling; returns the
+    /// `X-Forwarded-For` values the client sent, joined.
+    fn write_passed_headers(
+        &self,
+        out: &mut Vec<u8>,
+        headers: &[httparse::Header],
+        kinds: &[Name],
+    ) -> Option<Vec<u8>> {
+        let mut prior_for: Option<Vec<u8>> = None;
+        for (h, &kind) in headers.iter().zip(kinds.iter()) {
+            match kind {
+                Name::ForwardedFor => {
+                    let prior = prior_for.get_or_insert_with(Vec::new);
+                    if !prior.is_empty() {
+                        prior.extend_from_slice(b", ");
+                    }
+                    prior.extend_from_slice(h.value);
+                    continue;
+                }
+                Name::Host if self.target.authority.is_some() => continue,
+                // Written once below, canonically; lameduck answers `Expect` itself.
+                Name::ContentLength | Name::TransferEncoding | Name::Expect => continue,
+                Name::Upgrade if self.upgrade => {}
+                _ if stays_here(kind, h.name, &self.facts.named) => continue,
+                _ => {}
+            }
+            push_header(out, h.name.as_bytes(), h.value);
+        }
+        prior_for
+    }
+
+    /// The framing (canonical), the connection's, and the forwarding headers; the blank line.
+    fn write_own_headers(&self, out: &mut Vec<u8>, prior_for: Option<Vec<u8>>) {
+        match self.body {
+            BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            BodyFraming::Length(n) if self.facts.length.is_some() => {
+                out.extend_from_slice(b"Content-Length: ");
+                out.extend_from_slice(n.to_string().as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            BodyFraming::Length(_) => {}
+        }
+        if self.upgrade {
+            out.extend_from_slice(b"Connection: upgrade\r\n");
+        } else if self.http10 {
+            // Asked so that the app keeps the pooled connection; an HTTP/1.0 request is
+            // otherwise the connection's last.
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        if let Some(prior) = prior_for {
+            out.extend_from_slice(&prior);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(self.client_ip.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if !self.facts.forwarded_proto {
+            out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// How the response body is delimited (RFC 9112, 6.3), in the order the rules apply.
@@ -412,53 +516,32 @@ pub fn parse_response(buf: &[u8], cx: ResponseContext) -> Response {
     let (Some(version), Some(status)) = (resp.version, resp.code) else {
         return Response::Invalid("malformed response head");
     };
+    match judge_response(&resp, head_len, version, status, cx) {
+        Ok(plan) => Response::Forward(plan),
+        Err(why) => Response::Invalid(why),
+    }
+}
+
+/// The rules for a response head, in order (what it is, its headers, its framing), then the
+/// head for the client.
+fn judge_response(
+    resp: &httparse::Response,
+    head_len: usize,
+    version: u8,
+    status: u16,
+    cx: ResponseContext,
+) -> Result<ResponsePlan, &'static str> {
     let switching = status == 101;
     if switching && !cx.upgrade {
-        return Response::Invalid("101 without an Upgrade request");
+        return Err("101 without an Upgrade request");
     }
     let interim = (100..200).contains(&status) && !switching;
-
-    let mut length = None;
-    let mut chunked = None;
-    let mut app_close = version == 0;
-    let mut named: Vec<&[u8]> = Vec::new();
     let mut kinds = [Name::Other; MAX_HEADERS];
-    for (h, kind) in resp.headers.iter().zip(kinds.iter_mut()) {
-        *kind = classify(h.name);
-        match *kind {
-            Name::ContentLength => {
-                for value in h.value.split(|b| *b == b',') {
-                    match parse_length(value) {
-                        Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
-                        _ => return Response::Invalid("bad Content-Length"),
-                    }
-                }
-            }
-            Name::TransferEncoding => {
-                // Only the last coding decides (RFC 9112, 6.3): `gzip, chunked` is chunked.
-                let last = tokens(h.value).last();
-                chunked = Some(last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")));
-            }
-            Name::Connection => {
-                for token in tokens(h.value) {
-                    if token.eq_ignore_ascii_case(b"close") {
-                        app_close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        // HTTP/1.0 keeps the connection only when told; the name itself is
-                        // hop-by-hop anyway, so it is not collected (no allocation).
-                        app_close &= version != 0;
-                    } else if !token.eq_ignore_ascii_case(b"upgrade") {
-                        named.push(token);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
+    let facts = ResponseFacts::read(resp.headers, &mut kinds, version)?;
     let framing = if cx.is_head || interim || switching || status == 204 || status == 304 {
         Framing::Empty
     } else {
-        match (chunked, length) {
+        match (facts.chunked, facts.length) {
             (Some(true), _) => Framing::Chunked,
             (Some(false), _) => Framing::UntilClose,
             (None, Some(n)) => Framing::Length(n),
@@ -467,63 +550,149 @@ pub fn parse_response(buf: &[u8], cx: ResponseContext) -> Response {
     };
     if cx.http10 && framing == Framing::Chunked {
         // The app was asked in HTTP/1.0 and must not chunk (RFC 9112, 6.1).
-        return Response::Invalid("chunked response to an HTTP/1.0 request");
+        return Err("chunked response to an HTTP/1.0 request");
     }
     // Re-framed only when the app sent no Transfer-Encoding at all: one with another final
     // coding is rare, and is left close-delimited rather than rewritten.
-    let rechunk = framing == Framing::UntilClose && !cx.http10 && chunked.is_none();
+    let rechunk = framing == Framing::UntilClose && !cx.http10 && facts.chunked.is_none();
     let close_client =
         !interim && (cx.close_client || (framing == Framing::UntilClose && !rechunk));
-
-    let reason = resp.reason.unwrap_or("");
-    let mut out = super::buffers::take();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa_status(status).as_slice());
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for (h, &kind) in resp.headers.iter().zip(kinds.iter()) {
-        match kind {
-            // Written once below, canonically (beside a Transfer-Encoding, not at all).
-            Name::ContentLength => continue,
-            Name::Upgrade if switching => {}
-            _ if stays_here(kind, h.name, &named) => continue,
-            _ => {}
-        }
-        push_header(&mut out, h.name.as_bytes(), h.value);
+    let client_head = ClientHead {
+        status,
+        reason: resp.reason.unwrap_or(""),
+        switching,
+        interim,
+        rechunk,
+        close_client,
+        facts: &facts,
     }
-    // With a Transfer-Encoding the length is meaningless (RFC 9112, 6.3) and must not reach the
-    // client beside it, whatever the framing (a HEAD or 1xx answer included).
-    if let (Some(n), None) = (length, chunked) {
-        out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(n.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if rechunk {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-    }
-    // Said explicitly either way, as nginx and pingora do: HTTP/1.0-era clients behind an
-    // ingress still look for `keep-alive`.
-    if switching {
-        out.extend_from_slice(b"Connection: upgrade\r\n");
-    } else if close_client {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if !interim {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-
-    Response::Forward(ResponsePlan {
+    .write(resp.headers, &kinds);
+    Ok(ResponsePlan {
         head_len,
         status,
         interim,
         switching,
         framing,
         rechunk,
-        upstream_reusable: !app_close && !switching && framing != Framing::UntilClose,
+        upstream_reusable: !facts.app_close && !switching && framing != Framing::UntilClose,
         closes_client: close_client,
-        client_head: out,
+        client_head,
     })
+}
+
+/// What the app's headers say about the body's framing and the connection.
+struct ResponseFacts<'a> {
+    length: Option<u64>,
+    /// `Some(true)`: Transfer-Encoding ending in chunked; `Some(false)`: another one.
+    chunked: Option<bool>,
+    app_close: bool,
+    /// Headers named in `Connection`.
+    named: Vec<&'a [u8]>,
+}
+
+impl<'a> ResponseFacts<'a> {
+    fn read(
+        headers: &[httparse::Header<'a>],
+        kinds: &mut [Name],
+        version: u8,
+    ) -> Result<Self, &'static str> {
+        let mut facts = ResponseFacts {
+            length: None,
+            chunked: None,
+            app_close: version == 0,
+            named: Vec::new(),
+        };
+        for (h, kind) in headers.iter().zip(kinds.iter_mut()) {
+            *kind = classify(h.name);
+            match *kind {
+                Name::ContentLength => {
+                    for value in h.value.split(|b| *b == b',') {
+                        match parse_length(value) {
+                            Some(n) if facts.length.is_none_or(|l| l == n) => {
+                                facts.length = Some(n)
+                            }
+                            _ => return Err("bad Content-Length"),
+                        }
+                    }
+                }
+                Name::TransferEncoding => {
+                    // Only the last coding decides (RFC 9112, 6.3): `gzip, chunked` is chunked.
+                    let last = tokens(h.value).last();
+                    facts.chunked = Some(last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")));
+                }
+                Name::Connection => facts.note_connection(h.value, version),
+                _ => {}
+            }
+        }
+        Ok(facts)
+    }
+
+    fn note_connection(&mut self, value: &'a [u8], version: u8) {
+        for token in tokens(value) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.app_close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                // HTTP/1.0 keeps the connection only when told; the name itself is hop-by-hop
+                // anyway, so it is not collected (no allocation).
+                self.app_close &= version != 0;
+            } else if !token.eq_ignore_ascii_case(b"upgrade") {
+                self.named.push(token);
+            }
+        }
+    }
+}
+
+/// The head lameduck sends the client for the app's response.
+struct ClientHead<'r> {
+    status: u16,
+    reason: &'r str,
+    switching: bool,
+    interim: bool,
+    rechunk: bool,
+    close_client: bool,
+    facts: &'r ResponseFacts<'r>,
+}
+
+impl ClientHead<'_> {
+    fn write(&self, headers: &[httparse::Header], kinds: &[Name]) -> Vec<u8> {
+        let mut out = super::buffers::take();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(itoa_status(self.status).as_slice());
+        out.push(b' ');
+        out.extend_from_slice(self.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (h, &kind) in headers.iter().zip(kinds.iter()) {
+            match kind {
+                // Written once below, canonically (beside a Transfer-Encoding, not at all).
+                Name::ContentLength => continue,
+                Name::Upgrade if self.switching => {}
+                _ if stays_here(kind, h.name, &self.facts.named) => continue,
+                _ => {}
+            }
+            push_header(&mut out, h.name.as_bytes(), h.value);
+        }
+        // With a Transfer-Encoding the length is meaningless (RFC 9112, 6.3) and must not
+        // reach the client beside it, whatever the framing (a HEAD or 1xx answer included).
+        if let (Some(n), None) = (self.facts.length, self.facts.chunked) {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if self.rechunk {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        // Said explicitly either way, as nginx and pingora do: HTTP/1.0-era clients behind an
+        // ingress still look for `keep-alive`.
+        if self.switching {
+            out.extend_from_slice(b"Connection: upgrade\r\n");
+        } else if self.close_client {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if !self.interim {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
 }
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

@@ -72,6 +72,21 @@ pub struct FastPath {
     pub startup_hold: Duration,
 }
 
+/// What goes to the app: the first write (head and the body bytes already read), and what of
+/// the body is still to come from the client.
+struct Outgoing {
+    request: Vec<u8>,
+    rest: Remaining,
+}
+
+/// The app's answer to a request: the connection it came on, its head, and whether that
+/// connection can go back to the pool afterwards.
+struct Answered {
+    up: TcpStream,
+    resp: ResponsePlan,
+    app_reusable: bool,
+}
+
 /// Why a request could not be completed.
 enum Failure {
     /// The app failed before the client got anything: answer with an error response.
@@ -164,9 +179,57 @@ impl FastPath {
         mut plan: RequestPlan,
         mut deadline: Pin<&mut Sleep>,
     ) -> Result<(u16, Outcome), Failure> {
-        // The head and whatever part of the body came with it go to the app in one write.
+        let mut outgoing = self.first_write(client, buf, &mut plan).await?;
+        let mut ubuf = buffers::take();
+        let answered = self
+            .send(
+                client,
+                buf,
+                &mut plan,
+                &mut outgoing,
+                &mut ubuf,
+                deadline.as_mut(),
+            )
+            .await?;
+        let Answered {
+            mut up,
+            resp,
+            app_reusable,
+        } = answered;
+        if resp.switching {
+            return self
+                .tunnel(client, up, buf, ubuf, resp, plan.websocket)
+                .await;
+        }
+        let status = resp.status;
+        let close = resp.closes_client;
+        let reusable = self
+            .forward_response(client, &mut up, &mut ubuf, resp)
+            .await?;
+        if reusable && app_reusable {
+            self.pool.put(up);
+        }
+        buffers::give(outgoing.request);
+        buffers::give(ubuf);
+        let outcome = match (close, app_reusable) {
+            (_, false) => Outcome::CloseLingering,
+            (true, true) => Outcome::Close,
+            (false, true) => Outcome::KeepAlive,
+        };
+        Ok((status, outcome))
+    }
+
+    /// The bytes of the first write to the app: the head and whatever part of the body came
+    /// with it, taken out of `buf`; and what of the body is still to come. Answers
+    /// `100 Continue` when the client waits for it.
+    async fn first_write(
+        &self,
+        client: &mut TcpStream,
+        buf: &mut Vec<u8>,
+        plan: &mut RequestPlan,
+    ) -> Result<Outgoing, Failure> {
         let in_buf = buf.len() - plan.head_len;
-        let mut rest = match plan.body {
+        let rest = match plan.body {
             BodyFraming::Length(n) => {
                 let first = usize::try_from(n).map_or(in_buf, |n| n.min(in_buf));
                 Remaining::Length(n - first as u64, first)
@@ -188,23 +251,37 @@ impl FastPath {
             // The client waits for this before it sends the body (RFC 9110, 10.1.1).
             self.write(client, b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
+        Ok(Outgoing { request, rest })
+    }
 
-        let mut ubuf = buffers::take();
+    /// Sends the request to the app (on a pooled connection if there is one) and reads the
+    /// head of its answer into `ubuf`.
+    ///
+    /// A pooled connection the app closed a moment ago fails on the write, or returns EOF
+    /// before any byte of a response: the race of RFC 9112, 9.6. The request is sent again, once,
+    /// on a new connection if the app cannot have acted on it: the write itself failed, or it
+    /// is idempotent and nothing of it remained unsent.
+    async fn send(
+        &self,
+        client: &mut TcpStream,
+        buf: &mut Vec<u8>,
+        plan: &mut RequestPlan,
+        outgoing: &mut Outgoing,
+        ubuf: &mut Vec<u8>,
+        mut deadline: Pin<&mut Sleep>,
+    ) -> Result<Answered, Failure> {
+        let Outgoing { request, rest } = outgoing;
         let mut retried = false;
         let mut app_reusable = true;
-        let (mut up, resp) = loop {
+        loop {
             let conn = self
                 .pool
                 .get()
                 .await
                 .map_err(|e| Failure::Upstream(e.kind, e.to_string()))?;
             let mut up = conn.stream;
-            // A pooled connection the app closed a moment ago fails here or returns EOF before
-            // any byte of a response: the race of RFC 9112, 9.6. The request is sent again
-            // on a new connection if the app cannot have acted on it: the write itself
-            // failed, or it is idempotent and nothing of it remains unsent.
             let may_retry = conn.reused && !retried && rest.done();
-            if let Err(e) = self.write_upstream(&mut up, &request).await {
+            if let Err(e) = self.write_upstream(&mut up, request).await {
                 if may_retry {
                     retried = true;
                     self.metrics.upstream_retries.inc();
@@ -214,26 +291,28 @@ impl FastPath {
             }
             if !rest.done() {
                 let timeouts = (self.client_read_timeout, self.upstream_timeout);
-                match send_body(client, &mut up, &mut rest, buf, timeouts).await {
-                    Ok(true) => {}
+                if !send_body(client, &mut up, rest, buf, timeouts).await? {
                     // The app answered before it had the whole body (a 413, a 401 on an
                     // upload). Its answer is the client's; the rest of the body is still in
                     // the client's socket, so this connection ends after it, and so does the
                     // app's, whose state we cannot know.
-                    Ok(false) => {
-                        plan.client_close = true;
-                        app_reusable = false;
-                        buf.clear();
-                    }
-                    Err(e) => return Err(e),
+                    plan.client_close = true;
+                    app_reusable = false;
+                    buf.clear();
                 }
             }
             ubuf.clear();
             match self
-                .read_response_head(&mut up, &mut ubuf, &plan, client, deadline.as_mut())
+                .read_response_head(&mut up, ubuf, plan, client, deadline.as_mut())
                 .await
             {
-                Ok(resp) => break (up, resp),
+                Ok(resp) => {
+                    return Ok(Answered {
+                        up,
+                        resp,
+                        app_reusable,
+                    })
+                }
                 Err(Failure::Upstream(UpstreamErrorKind::Closed, _))
                     if may_retry && plan.idempotent && ubuf.is_empty() =>
                 {
@@ -242,28 +321,7 @@ impl FastPath {
                 }
                 Err(e) => return Err(e),
             }
-        };
-        if resp.switching {
-            return self
-                .tunnel(client, up, buf, ubuf, resp, plan.websocket)
-                .await;
         }
-        let status = resp.status;
-        let close = resp.closes_client;
-        let reusable = self
-            .forward_response(client, &mut up, &mut ubuf, resp)
-            .await?;
-        if reusable && app_reusable {
-            self.pool.put(up);
-        }
-        buffers::give(request);
-        buffers::give(ubuf);
-        let outcome = match (close, app_reusable) {
-            (_, false) => Outcome::CloseLingering,
-            (true, true) => Outcome::Close,
-            (false, true) => Outcome::KeepAlive,
-        };
-        Ok((status, outcome))
     }
 
     /// After a 101: the connection is a tunnel between the client and the app until either
