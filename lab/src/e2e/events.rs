@@ -148,6 +148,38 @@ impl<F: Fn(&str) -> Option<f64>> PodWatch<'_, F> {
         self.rec.event_at(t, Some(pod), kind);
     }
 
+    /// A container's end at `t`, with the code and signal of its `terminated` state:
+    /// `unexpected` when the kubelet restarted it (the lab did not ask), else an exit.
+    fn exit(
+        &self,
+        t: f64,
+        pod: &str,
+        container: &str,
+        terminated: Option<&Value>,
+        unexpected: bool,
+    ) {
+        let field = |k: &str| {
+            terminated
+                .and_then(|t| t.get(k)?.as_i64())
+                .map(|c| c as i32)
+        };
+        let (container, code, signal) = (container.to_string(), field("exitCode"), field("signal"));
+        let kind = if unexpected {
+            EventKind::UnexpectedExit {
+                container,
+                code,
+                signal,
+            }
+        } else {
+            EventKind::ContainerExited {
+                container,
+                code,
+                signal,
+            }
+        };
+        self.event(t, pod, kind);
+    }
+
     /// A pod seen for the first time: created, in the revision of its template hash.
     fn first_sight(&mut self, pod: &Value, name: &str) {
         if !self.seen.insert(name.to_string()) {
@@ -178,14 +210,7 @@ impl<F: Fn(&str) -> Option<f64>> PodWatch<'_, F> {
         }
         let last = c.get("lastState").and_then(|l| l.get("terminated"));
         if let Some(t) = last.and_then(|l| s(l, &["finishedAt"])).and_then(self.at) {
-            let (code, signal) = exit_status(last);
-            let container = cname.to_string();
-            let kind = EventKind::UnexpectedExit {
-                container,
-                code,
-                signal,
-            };
-            self.event(t, name, kind);
+            self.exit(t, name, cname, last, true);
         }
     }
 
@@ -210,14 +235,7 @@ impl<F: Fn(&str) -> Option<f64>> PodWatch<'_, F> {
             let finished = s(term, &["finishedAt"]).unwrap_or("");
             if self.once(name, "exited", &format!("{cname}@{finished}")) {
                 if let Some(t) = (self.at)(finished) {
-                    let (code, signal) = exit_status(Some(term));
-                    let container = cname.to_string();
-                    let kind = EventKind::ContainerExited {
-                        container,
-                        code,
-                        signal,
-                    };
-                    self.event(t, name, kind);
+                    self.exit(t, name, cname, Some(term), false);
                 }
             }
         }
@@ -264,16 +282,6 @@ impl<F: Fn(&str) -> Option<f64>> PodWatch<'_, F> {
             self.event(t - grace, name, EventKind::Terminating);
         }
     }
-}
-
-/// The exit code and signal of a container's `terminated` state.
-fn exit_status(terminated: Option<&Value>) -> (Option<i32>, Option<i32>) {
-    let field = |k: &str| {
-        terminated
-            .and_then(|t| t.get(k)?.as_i64())
-            .map(|c| c as i32)
-    };
-    (field("exitCode"), field("signal"))
 }
 
 /// EndpointSlice snapshots: when a pod's endpoint stops being ready (what kube-proxy then
