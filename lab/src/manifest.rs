@@ -166,35 +166,9 @@ fn build(
 ) -> Result<Deployment> {
     let replicas = u32::try_from(w.replicas.unwrap_or(1))
         .map_err(|_| anyhow!("spec.replicas must not be negative"))?;
-    let strategy = w.strategy.unwrap_or_default();
-    if strategy.kind.as_deref() == Some("Recreate") {
-        bail!("strategy Recreate is not modelled: the lab replays rolling updates");
-    }
-    let ru = strategy.rolling_update.unwrap_or_default();
-    let max_surge = rollout_limit(ru.max_surge.as_ref(), replicas, true)
-        .context("strategy.rollingUpdate.maxSurge")?;
-    let max_unavailable = rollout_limit(ru.max_unavailable.as_ref(), replicas, false)
-        .context("strategy.rollingUpdate.maxUnavailable")?;
-    if max_surge == 0 && max_unavailable == 0 {
-        bail!("maxSurge and maxUnavailable are both 0: the rollout could never make progress");
-    }
+    let (max_surge, max_unavailable) = rolling_update(w.strategy.unwrap_or_default(), replicas)?;
     let pod = w.spec;
-    let mut sidecars = Vec::new();
-    for c in pod.init_containers {
-        if c.restart_policy.as_deref() == Some("Always") {
-            sidecars.push(container(c)?);
-        } else {
-            bail!("initContainer `{}` is a run-to-completion init container, which the lab does not model", c.name);
-        }
-    }
-    let containers = pod
-        .containers
-        .into_iter()
-        .map(container)
-        .collect::<Result<Vec<_>>>()?;
-    if containers.is_empty() {
-        bail!("the pod template has no containers");
-    }
+    let (sidecars, containers) = pod_containers(pod.init_containers, pod.containers)?;
     let all_ports: Vec<(Option<String>, u16)> = sidecars
         .iter()
         .chain(&containers)
@@ -223,6 +197,47 @@ fn build(
         },
         target_port,
     })
+}
+
+/// maxSurge and maxUnavailable as pod counts; a strategy the lab does not replay, or one that
+/// could never make progress, is an error.
+fn rolling_update(strategy: k8s::DeploymentStrategy, replicas: u32) -> Result<(u32, u32)> {
+    if strategy.kind.as_deref() == Some("Recreate") {
+        bail!("strategy Recreate is not modelled: the lab replays rolling updates");
+    }
+    let ru = strategy.rolling_update.unwrap_or_default();
+    let max_surge = rollout_limit(ru.max_surge.as_ref(), replicas, true)
+        .context("strategy.rollingUpdate.maxSurge")?;
+    let max_unavailable = rollout_limit(ru.max_unavailable.as_ref(), replicas, false)
+        .context("strategy.rollingUpdate.maxUnavailable")?;
+    if max_surge == 0 && max_unavailable == 0 {
+        bail!("maxSurge and maxUnavailable are both 0: the rollout could never make progress");
+    }
+    Ok((max_surge, max_unavailable))
+}
+
+/// The native sidecars (init containers with `restartPolicy: Always`) and the containers;
+/// a run-to-completion init container, or no container, is an error.
+fn pod_containers(
+    init_containers: Vec<k8s::Container>,
+    containers: Vec<k8s::Container>,
+) -> Result<(Vec<Container>, Vec<Container>)> {
+    let mut sidecars = Vec::new();
+    for c in init_containers {
+        if c.restart_policy.as_deref() == Some("Always") {
+            sidecars.push(container(c)?);
+        } else {
+            bail!("initContainer `{}` is a run-to-completion init container, which the lab does not model", c.name);
+        }
+    }
+    let containers = containers
+        .into_iter()
+        .map(container)
+        .collect::<Result<Vec<_>>>()?;
+    if containers.is_empty() {
+        bail!("the pod template has no containers");
+    }
+    Ok((sidecars, containers))
 }
 
 /// A rollout limit, rounded as the Deployment controller does (the shared rule in

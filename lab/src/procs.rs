@@ -7,8 +7,12 @@
 //! with their master.
 
 use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
 
 use tokio::process::{Child, Command};
 
@@ -31,6 +35,20 @@ pub fn harden(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// Starts a front daemon (nginx, HAProxy) from `cmd`: no stdin, its output to `log`,
+/// hardened, registered. Returns it with its pid.
+pub fn start_daemon(mut cmd: Command, log: std::fs::File, name: &str) -> Result<(Child, u32)> {
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    harden(&mut cmd);
+    let program = Path::new(cmd.as_std().get_program()).display().to_string();
+    let child = cmd.spawn().with_context(|| format!("starting {program}"))?;
+    let pid = child.id().ok_or_else(|| anyhow!("{name} exited at once"))?;
+    register(pid);
+    Ok((child, pid))
 }
 
 pub fn register(pid: u32) {

@@ -34,11 +34,7 @@ pub async fn run_one(
 ) -> Result<RunSummary> {
     let label = format!("{}-{}", scenario.name, front_kind.name());
     let dir = settings.out_dir.join(&label);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-    }
-    let log_dir = dir.join("logs");
-    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    let log_dir = fresh_run_dir(&dir)?;
     let rec = Recorder::new();
     let scale = settings.scale;
     let cluster = Arc::new(Cluster::new());
@@ -50,28 +46,11 @@ pub async fn run_one(
         spec: scenario.deployment.pod.clone(),
         scale,
         bins,
-        log_dir: log_dir.clone(),
+        log_dir,
     });
+    let (loops, mut applied) = EndpointLoops::start(&cluster, &front, scenario, settings, &rec);
 
-    let (pub_tx, pub_rx) = mpsc::unbounded_channel();
-    let (applied_tx, mut applied) = watch::channel::<Vec<Endpoint>>(Vec::new());
-    let publisher = tokio::spawn(endpoints::publish(
-        cluster.clone(),
-        scenario.deployment.target_port,
-        rec.clone(),
-        pub_tx,
-    ));
-    let lag = (scale.apply(settings.lag.0), scale.apply(settings.lag.1));
-    let propagator = tokio::spawn(fronts::propagation::propagate(
-        front.clone(),
-        pub_rx,
-        lag,
-        settings.seed,
-        rec.clone(),
-        applied_tx,
-    ));
-
-    let mut controller = Controller::new(node.clone(), scenario.deployment.clone(), ips);
+    let mut controller = Controller::new(node, scenario.deployment.clone(), ips);
     let result = drive(
         scenario,
         &mut controller,
@@ -84,37 +63,96 @@ pub async fn run_one(
     )
     .await;
 
-    if let Some(routes) = front.routes() {
-        let pods = cluster.snapshot();
-        rec.attribute(|port| {
-            let b = routes.get(&port)?;
-            pods.iter()
-                .find(|p| std::net::IpAddr::V4(p.ip) == b.ip())
-                .map(|p| p.name.clone())
-        });
-    }
+    attribute_to_pods(&front, &cluster, &rec);
     // Teardown, whatever happened: pods, front, control loops.
     front.stop().await;
     if let Some(ids) = front.handled_ids() {
         rec.blame_front(|id| ids.contains(&id));
     }
     controller.teardown().await;
-    publisher.abort();
-    propagator.abort();
+    loops.stop();
     let outcome_note = result.as_ref().err().map(|e| format!("{e:#}"));
     if let Some(n) = &outcome_note {
-        rec.event(
-            None,
-            EventKind::Note {
-                text: format!("run failed: {n}"),
-            },
-        );
+        let text = format!("run failed: {n}");
+        rec.event(None, EventKind::Note { text });
     }
 
     let summary = report::summarize(scenario, front_kind, &rec, settings, outcome_note);
     report::write_json(&dir.join("run.json"), &summary, &rec, settings)?;
     timeline::write_svg(&dir.join("timeline.svg"), &summary, &rec)?;
     Ok(summary)
+}
+
+/// Empties the run's directory of an earlier run's files; returns its `logs/`, created.
+fn fresh_run_dir(dir: &Path) -> Result<PathBuf> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    let log_dir = dir.join("logs");
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+    Ok(log_dir)
+}
+
+/// The endpoints' control loops: the publisher (ready pods to endpoints) and the propagation
+/// to the front, with its lag.
+struct EndpointLoops {
+    publisher: tokio::task::JoinHandle<()>,
+    propagator: tokio::task::JoinHandle<()>,
+}
+
+impl EndpointLoops {
+    /// Starts both; the receiver sees the endpoints the front has applied.
+    fn start(
+        cluster: &Arc<Cluster>,
+        front: &Arc<Front>,
+        scenario: &Scenario,
+        settings: &Settings,
+        rec: &Arc<Recorder>,
+    ) -> (EndpointLoops, watch::Receiver<Vec<Endpoint>>) {
+        let (pub_tx, pub_rx) = mpsc::unbounded_channel();
+        let (applied_tx, applied) = watch::channel::<Vec<Endpoint>>(Vec::new());
+        let publisher = tokio::spawn(endpoints::publish(
+            cluster.clone(),
+            scenario.deployment.target_port,
+            rec.clone(),
+            pub_tx,
+        ));
+        let scale = settings.scale;
+        let lag = (scale.apply(settings.lag.0), scale.apply(settings.lag.1));
+        let propagator = tokio::spawn(fronts::propagation::propagate(
+            front.clone(),
+            pub_rx,
+            lag,
+            settings.seed,
+            rec.clone(),
+            applied_tx,
+        ));
+        let loops = EndpointLoops {
+            publisher,
+            propagator,
+        };
+        (loops, applied)
+    }
+
+    fn stop(self) {
+        self.publisher.abort();
+        self.propagator.abort();
+    }
+}
+
+/// Where the front sent each request no pod answered (`routed_to`), from its routing log by
+/// client port, for the fronts that keep one (the L4 service).
+fn attribute_to_pods(front: &Front, cluster: &Cluster, rec: &Recorder) {
+    let Some(routes) = front.routes() else {
+        return;
+    };
+    let pods = cluster.snapshot();
+    rec.attribute(|port| {
+        let b = routes.get(&port)?;
+        pods.iter()
+            .find(|p| std::net::IpAddr::V4(p.ip) == b.ip())
+            .map(|p| p.name.clone())
+    });
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -3,39 +3,24 @@
 //! run (tests/fixtures/e2e-run: a load generator's output with one refused request, a pod
 //! watch stream, EndpointSlices, Events and rollout times, shaped as kubectl prints them).
 
+mod common;
+
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{beside_lab, lab, scratch_dir, show};
 use serde_json::Value;
-
-fn lab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lab"))
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use testkit::net::{free_addr_on, own_loopback_ip};
+use testkit::process::Proc;
+use testkit::wait::wait_until;
 
 /// A copy of the recorded run (the report writes run.json and timeline.svg beside its input).
 fn recorded_run(name: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2e-run");
-    let dst = tmp(name).join("run");
+    let dst = scratch_dir(&format!("e2e-{name}")).join("run");
     std::fs::create_dir_all(&dst).unwrap();
     for e in std::fs::read_dir(&src).unwrap() {
         let e = e.unwrap();
@@ -54,75 +39,11 @@ fn report(run: &str, out: &Path) -> Output {
 
 #[test]
 fn loadgen_records_every_request_and_stops_when_stdin_closes() {
-    let slowapp = PathBuf::from(env!("CARGO_BIN_EXE_lab"))
-        .parent()
-        .unwrap()
-        .join("slowapp");
-    assert!(
-        slowapp.is_file(),
-        "{} is missing: run `cargo build --workspace` first",
-        slowapp.display()
-    );
-    let addr: SocketAddr = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
-    let mut app = Command::new(&slowapp)
-        .args([
-            "--listen",
-            &addr.to_string(),
-            "--startup-delay",
-            "0s",
-            "--name",
-            "e2e-test",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start slowapp");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "slowapp never listened on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-
-    let mut gen = lab()
-        .args(["loadgen", "--target", &addr.to_string(), "--rate", "40"])
-        .args([
-            "--long-delay",
-            "300ms",
-            "--duration",
-            "60s",
-            "--stop-on-stdin-eof",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lab loadgen");
+    let addr = free_addr_on(own_loopback_ip());
+    let _app = slowapp(addr, "e2e-test");
     // The load runs for as long as stdin stays open: this is its measurement window.
-    std::thread::sleep(Duration::from_millis(1500));
-    drop(gen.stdin.take());
-    let started = Instant::now();
-    let mut stdout = String::new();
-    gen.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let status = gen.wait().unwrap();
-    let _ = app.kill();
-    let _ = app.wait();
-    assert!(status.success(), "loadgen failed: {status:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "loadgen did not stop when stdin closed"
-    );
+    let doc = loadgen_until_stdin_closes(addr, Duration::from_millis(1500));
 
-    let doc: Value = serde_json::from_str(stdout.trim()).expect("one JSON line on stdout");
     assert_eq!(doc["stopped_by"], "stdin closed");
     assert_eq!(doc["target"], addr.to_string());
     let reqs = doc["requests"].as_array().unwrap();
@@ -146,6 +67,55 @@ fn loadgen_records_every_request_and_stops_when_stdin_closes() {
             "no request with {field} {value}"
         );
     }
+}
+
+/// slowapp on `addr`, answering as `name`, once it listens (killed when dropped).
+fn slowapp(addr: SocketAddr, name: &str) -> Proc {
+    let args = [
+        "--listen",
+        &addr.to_string(),
+        "--startup-delay",
+        "0s",
+        "--name",
+        name,
+    ];
+    let app = Proc::spawn("slowapp", beside_lab("slowapp"), args);
+    wait_until(
+        &format!("slowapp listening on {addr}"),
+        Duration::from_secs(10),
+        || TcpStream::connect(addr).is_ok(),
+    );
+    app
+}
+
+/// `lab loadgen` at 40/s against `addr` for `window`, then its stdin closed as `kubectl attach`
+/// closes it: it must stop at once (not at its 60 s `--duration`) and print one JSON line.
+fn loadgen_until_stdin_closes(addr: SocketAddr, window: Duration) -> Value {
+    let mut gen = lab()
+        .args(["loadgen", "--target", &addr.to_string(), "--rate", "40"])
+        .args(["--long-delay", "300ms", "--duration", "60s"])
+        .arg("--stop-on-stdin-eof")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lab loadgen");
+    std::thread::sleep(window);
+    drop(gen.stdin.take());
+    let closed = Instant::now();
+    let mut stdout = String::new();
+    gen.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = gen.wait().unwrap();
+    assert!(status.success(), "loadgen failed: {status:?}");
+    assert!(
+        closed.elapsed() < Duration::from_secs(10),
+        "loadgen did not stop when stdin closed"
+    );
+    serde_json::from_str(stdout.trim()).expect("one JSON line on stdout")
 }
 
 #[test]

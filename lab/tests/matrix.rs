@@ -4,47 +4,14 @@
 //! service front (so the lab can see a loss at all), and every picture and JSON file must be
 //! written and well-formed.
 
+mod common;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::{lab_with_pods as lab, read_json, scratch_dir, show};
 use serde_json::Value;
-
-/// The lab's binary, with slowapp and lameduck checked to be beside it (a workspace test run
-/// builds them; `cargo test -p lab` alone does not).
-fn lab() -> Command {
-    let lab = PathBuf::from(env!("CARGO_BIN_EXE_lab"));
-    let dir = lab.parent().expect("target dir");
-    for bin in ["slowapp", "lameduck"] {
-        assert!(
-            dir.join(bin).is_file(),
-            "{} is missing: run `cargo build --workspace` first (the lab runs the real binaries)",
-            dir.join(bin).display()
-        );
-    }
-    Command::new(lab)
-}
-
-fn out_dir(name: &str) -> PathBuf {
-    let d =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lab-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn read_json(p: &Path) -> Value {
-    let text =
-        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", p.display()))
-}
 
 #[test]
 fn rolling_restarts_through_every_front() {
@@ -57,10 +24,24 @@ fn rolling_restarts_through_every_front() {
             "{program} is not installed: apt-get install nginx-light haproxy"
         );
     }
-    let out = out_dir("matrix");
+    // One lab per front, side by side (each on loopback addresses of its own): the 9 runs take
+    // the wall time of 3. Each lab runs every scenario.
+    let labs: Vec<_> = ["service", "ingress", "router"]
+        .into_iter()
+        .map(|front| std::thread::spawn(move || (front, every_scenario_through(front))))
+        .collect();
+    for lab in labs {
+        let (front, (out, o)) = lab.join().expect("a lab thread panicked");
+        check_matrix(front, &out, &o);
+    }
+}
+
+/// `lab rollout` of every scenario through `front`; its output directory and its output.
+fn every_scenario_through(front: &str) -> (PathBuf, Output) {
+    let out = scratch_dir(&format!("lab-matrix-{front}"));
     let o = lab()
         .args(["rollout", "--scenario", "bare,lameduck,lameduck-native"])
-        .args(["--front", "service,ingress,router"])
+        .args(["--front", front])
         .args(["--time-scale", "0.1", "--restarts", "2", "--rate", "80"])
         // A lag well above zero, so the bare scenario's losses through the service do not
         // depend on luck: 200..400 ms of wall time at this scale.
@@ -68,51 +49,29 @@ fn rolling_restarts_through_every_front() {
         .arg(&out)
         .output()
         .expect("running the lab");
+    (out, o)
+}
+
+/// The lameduck scenarios lost nothing, bare through the service lost requests, every run's
+/// files are complete and well-formed, and the table and the pictures are printed.
+fn check_matrix(front: &str, out: &Path, o: &Output) {
     let summary = read_json(&out.join("summary.json"));
     let runs = summary["runs"]
         .as_array()
-        .unwrap_or_else(|| panic!("no runs in summary.json\n{}", show(&o)));
-    assert_eq!(runs.len(), 9, "3 scenarios x 3 fronts\n{}", show(&o));
+        .unwrap_or_else(|| panic!("no runs in summary.json\n{}", show(o)));
+    assert_eq!(runs.len(), 3, "3 scenarios through {front}\n{}", show(o));
 
     let mut problems = Vec::new();
     for r in runs {
-        let (scenario, front) = (
-            r["scenario"].as_str().unwrap(),
-            r["front"].as_str().unwrap(),
-        );
-        let failed = r["failed"].as_u64().unwrap();
-        let requests = r["requests"].as_u64().unwrap();
-        if let Some(e) = r["error"].as_str() {
-            problems.push(format!("{scenario} via {front}: run error: {e}"));
-        }
-        if requests < 200 {
-            problems.push(format!("{scenario} via {front}: only {requests} requests"));
-        }
-        // Requests the front lost by itself before any pod was involved (an nginx reload closing
-        // an idle client connection) are the front's, not lameduck's; the lab reports them apart.
-        let front_caused = r["front_caused"].as_u64().unwrap();
-        if scenario.starts_with("lameduck") && failed > front_caused {
-            problems.push(format!(
-                "{scenario} via {front} lost {failed} requests ({}, {front_caused} by the front itself); see {}",
-                r["failed_by_kind"],
-                out.join(format!("{scenario}-{front}/timeline.svg"))
-                    .display()
-            ));
-        }
-        if scenario == "bare" && front == "service" && failed == 0 {
-            problems.push(
-                "bare via service lost nothing: the lab cannot see the problem it exists to show"
-                    .into(),
-            );
-        }
-        check_run_files(&out.join(format!("{scenario}-{front}")), r, &mut problems);
+        check_summary_row(r, out, &mut problems);
+        check_run_files(&run_dir(out, r), r, &mut problems);
     }
-    assert!(problems.is_empty(), "{}\n{}", problems.join("\n"), show(&o));
+    assert!(problems.is_empty(), "{}\n{}", problems.join("\n"), show(o));
     // Exit status follows the lameduck scenarios: they lost nothing, so 0.
-    assert!(o.status.success(), "{}", show(&o));
+    assert!(o.status.success(), "{}", show(o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
-        stdout.contains("| bare | service |"),
+        stdout.contains(&format!("| bare | {front} |")),
         "the table is printed\n{stdout}"
     );
     assert!(
@@ -121,11 +80,63 @@ fn rolling_restarts_through_every_front() {
     );
 }
 
+/// Where the lab wrote a run's files: `<scenario>-<front>` under the output directory.
+fn run_dir(out: &Path, row: &Value) -> PathBuf {
+    let (scenario, front) = (row["scenario"].as_str(), row["front"].as_str());
+    out.join(format!("{}-{}", scenario.unwrap(), front.unwrap()))
+}
+
+/// One run's row of summary.json: it completed with enough requests; a lameduck scenario lost
+/// nothing the front did not lose by itself; the bare scenario through the service lost some.
+fn check_summary_row(r: &Value, out: &Path, problems: &mut Vec<String>) {
+    let (scenario, front) = (
+        r["scenario"].as_str().unwrap(),
+        r["front"].as_str().unwrap(),
+    );
+    let failed = r["failed"].as_u64().unwrap();
+    let requests = r["requests"].as_u64().unwrap();
+    if let Some(e) = r["error"].as_str() {
+        problems.push(format!("{scenario} via {front}: run error: {e}"));
+    }
+    if requests < 200 {
+        problems.push(format!("{scenario} via {front}: only {requests} requests"));
+    }
+    // Requests the front lost by itself before any pod was involved (an nginx reload closing
+    // an idle client connection) are the front's, not lameduck's; the lab reports them apart.
+    let front_caused = r["front_caused"].as_u64().unwrap();
+    if scenario.starts_with("lameduck") && failed > front_caused {
+        problems.push(format!(
+            "{scenario} via {front} lost {failed} requests ({}, {front_caused} by the front itself); see {}",
+            r["failed_by_kind"],
+            run_dir(out, r).join("timeline.svg").display()
+        ));
+    }
+    if scenario == "bare" && front == "service" && failed == 0 {
+        problems.push(
+            "bare via service lost nothing: the lab cannot see the problem it exists to show"
+                .into(),
+        );
+    }
+}
+
 /// run.json holds every request and the lifecycle events; timeline.svg is well-formed XML with
 /// a lane per pod and a mark per request.
 fn check_run_files(dir: &Path, summary: &Value, problems: &mut Vec<String>) {
     let run = read_json(&dir.join("run.json"));
     let requests = run["requests"].as_array().expect("requests array");
+    check_requests(dir, requests, summary, problems);
+    let events = run["events"].as_array().expect("events array");
+    check_events(dir, events, problems);
+    let pods: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "pod_created")
+        .filter_map(|e| e["pod"].as_str())
+        .collect();
+    check_timeline(dir, &pods, requests.len(), problems);
+}
+
+/// As many requests as the summary counts, each with the fields a reader needs.
+fn check_requests(dir: &Path, requests: &[Value], summary: &Value, problems: &mut Vec<String>) {
     if requests.len() as u64 != summary["requests"].as_u64().unwrap() {
         problems.push(format!(
             "{}: run.json has {} requests, the summary says {}",
@@ -145,12 +156,11 @@ fn check_run_files(dir: &Path, summary: &Value, problems: &mut Vec<String>) {
             }
         }
     }
-    let kinds: Vec<&str> = run["events"]
-        .as_array()
-        .expect("events array")
-        .iter()
-        .filter_map(|e| e["kind"].as_str())
-        .collect();
+}
+
+/// Every step of a rollout shows up among the events.
+fn check_events(dir: &Path, events: &[Value], problems: &mut Vec<String>) {
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
     for k in [
         "pod_created",
         "pod_ready",
@@ -164,14 +174,10 @@ fn check_run_files(dir: &Path, summary: &Value, problems: &mut Vec<String>) {
             problems.push(format!("{}: no `{k}` event", dir.display()));
         }
     }
-    let pods: std::collections::BTreeSet<&str> = run["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "pod_created")
-        .filter_map(|e| e["pod"].as_str())
-        .collect();
+}
 
+/// timeline.svg: an <svg>, a lane named for each pod, a mark per request.
+fn check_timeline(dir: &Path, pods: &BTreeSet<&str>, requests: usize, problems: &mut Vec<String>) {
     let svg_text = std::fs::read_to_string(dir.join("timeline.svg")).expect("timeline.svg");
     let doc = match roxmltree::Document::parse(&svg_text) {
         Ok(d) => d,
@@ -191,7 +197,7 @@ fn check_run_files(dir: &Path, summary: &Value, problems: &mut Vec<String>) {
         .filter(|n| n.has_tag_name("text"))
         .filter_map(|n| n.text())
         .collect();
-    for p in &pods {
+    for p in pods {
         if !texts.contains(p) {
             problems.push(format!("{}/timeline.svg: no lane for {p}", dir.display()));
         }
@@ -200,11 +206,10 @@ fn check_run_files(dir: &Path, summary: &Value, problems: &mut Vec<String>) {
         .descendants()
         .filter(|n| n.has_tag_name("title") && n.text().is_some_and(|t| t.starts_with('#')))
         .count();
-    if marks != requests.len() {
+    if marks != requests {
         problems.push(format!(
-            "{}/timeline.svg: {marks} request marks for {} requests",
-            dir.display(),
-            requests.len()
+            "{}/timeline.svg: {marks} request marks for {requests} requests",
+            dir.display()
         ));
     }
 }
@@ -227,7 +232,7 @@ fn a_bad_flag_exits_2_naming_it() {
 fn an_unknown_scenario_is_named() {
     let o = lab()
         .args(["rollout", "--scenario", "nope", "--out"])
-        .arg(out_dir("unknown"))
+        .arg(scratch_dir("lab-unknown"))
         .output()
         .expect("running the lab");
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
@@ -241,8 +246,7 @@ fn an_unknown_scenario_is_named() {
 
 #[test]
 fn missing_binaries_say_how_to_build_them() {
-    let empty = out_dir("nobins");
-    std::fs::create_dir_all(&empty).unwrap();
+    let empty = scratch_dir("lab-nobins");
     let o = lab()
         .args([
             "rollout",
@@ -269,8 +273,7 @@ fn missing_binaries_say_how_to_build_them() {
 fn a_manifest_file_runs_as_a_scenario() {
     // The seed's prestop-sleep Deployment behind a Service document naming the target port,
     // as `kubectl kustomize` would render it: the Deployment is picked out of the documents.
-    let dir = out_dir("manifest");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("lab-manifest");
     let manifest = dir.join("rendered.yaml");
     let deployment = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/prestop-sleep.yaml"),

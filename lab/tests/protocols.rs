@@ -3,47 +3,17 @@
 //! lost; the bare app loses some (the lag is well above zero, so that does not depend on luck),
 //! and the records say what was sent (the method) and who answered (the pod).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use serde_json::Value;
+use std::path::PathBuf;
 
-/// The lab's binary, with slowapp and lameduck checked to be beside it.
-fn lab() -> Command {
-    let lab = PathBuf::from(env!("CARGO_BIN_EXE_lab"));
-    let dir = lab.parent().expect("target dir");
-    for bin in ["slowapp", "lameduck"] {
-        assert!(
-            dir.join(bin).is_file(),
-            "{} is missing: run `cargo build --workspace` first (the lab runs the real binaries)",
-            dir.join(bin).display()
-        );
-    }
-    Command::new(lab)
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn read_json(p: &Path) -> Value {
-    let text =
-        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", p.display()))
-}
+use common::{lab_with_pods as lab, read_json, scratch_dir, show};
 
 /// Runs bare and lameduck under `load` through `fronts`, one rollout each, and checks the
 /// verdict: lameduck lost nothing, bare lost something, every ok record was `method` answered
 /// by a pod. Returns the output directory.
 fn rollout(load: &str, fronts: &str, method: &str) -> PathBuf {
-    let out =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lab-{load}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = scratch_dir(&format!("lab-{load}"));
     let o = lab()
         .args(["rollout", "--load", load, "--scenario", "bare,lameduck"])
         .args(["--front", fronts, "--time-scale", "0.1", "--restarts", "1"])

@@ -162,17 +162,12 @@ impl Controller {
         self.node
             .rec
             .event(None, EventKind::RolloutStarted { rollout: n });
-        let d = self.deployment.clone();
-        let (replicas, surge, unavailable) = (
-            d.replicas as i64,
-            d.max_surge as i64,
-            d.max_unavailable as i64,
-        );
+        let replicas = self.deployment.replicas as i64;
         let mut changes = self.node.cluster.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let live = self.live();
-            let (new, old): (Vec<_>, Vec<_>) = live.into_iter().partition(|p| p.revision == rev);
+            let (new, old): (Vec<_>, Vec<_>) =
+                self.live().into_iter().partition(|p| p.revision == rev);
             let new_available = new.iter().filter(|p| self.available(p)).count() as i64;
             if old.is_empty() && new.len() as i64 == replicas && new_available == replicas {
                 self.node
@@ -180,47 +175,68 @@ impl Controller {
                     .event(None, EventKind::RolloutComplete { rollout: n });
                 return Ok(());
             }
-            // Scale the new revision up within the surge.
-            let total = (old.len() + new.len()) as i64;
-            let grow = (replicas - new.len() as i64).min(replicas + surge - total);
-            for _ in 0..grow.max(0) {
+            let grow = self.surge_room(new.len(), old.len() + new.len());
+            for _ in 0..grow {
                 self.create().await?;
             }
-            // Scale the old revision down within the availability floor.
-            let total = total + grow.max(0);
-            let min_available = replicas - unavailable;
-            let new_unavailable = (new.len() as i64 + grow.max(0)) - new_available;
-            let mut budget = total - min_available - new_unavailable;
-            if budget > 0 {
-                let mut old_sorted = old.clone();
-                old_sorted.sort_by_key(|p| (self.available(p), p.seq));
-                let mut removed = Vec::new();
-                for p in old_sorted.iter().filter(|p| !self.available(p)) {
-                    if budget == 0 {
-                        break;
-                    }
-                    removed.push(p.name.clone());
-                    budget -= 1;
-                }
-                let available_all =
-                    old.iter().chain(&new).filter(|p| self.available(p)).count() as i64;
-                let mut scale_down = (available_all - min_available).min(budget);
-                for p in old_sorted.iter().filter(|p| self.available(p)) {
-                    if scale_down <= 0 {
-                        break;
-                    }
-                    removed.push(p.name.clone());
-                    scale_down -= 1;
-                }
-                for name in removed {
-                    self.delete(&name);
-                }
+            for name in self.old_to_delete(&old, &new, grow, new_available) {
+                self.delete(&name);
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("rollout {n} did not complete within {timeout:?}; see the container logs under {}", self.node.log_dir.display());
             }
             let _ = tokio::time::timeout(Duration::from_millis(50), changes.changed()).await;
         }
+    }
+
+    /// How many pods of the new revision to create now: up to the replica count, within the
+    /// surge (`total` pods may run at most replicas + maxSurge).
+    fn surge_room(&self, new: usize, total: usize) -> i64 {
+        let d = &self.deployment;
+        let (replicas, surge) = (d.replicas as i64, d.max_surge as i64);
+        (replicas - new as i64)
+            .min(replicas + surge - total as i64)
+            .max(0)
+    }
+
+    /// The old pods to delete now, within the availability floor (replicas - maxUnavailable),
+    /// counting the `grown` new pods just created as not yet available: unavailable old pods
+    /// first, then available ones while enough stay available, each oldest first.
+    fn old_to_delete(
+        &self,
+        old: &[PodStatus],
+        new: &[PodStatus],
+        grown: i64,
+        new_available: i64,
+    ) -> Vec<String> {
+        let d = &self.deployment;
+        let min_available = d.replicas as i64 - d.max_unavailable as i64;
+        let total = (old.len() + new.len()) as i64 + grown;
+        let new_unavailable = (new.len() as i64 + grown) - new_available;
+        let mut budget = total - min_available - new_unavailable;
+        let mut removed = Vec::new();
+        if budget <= 0 {
+            return removed;
+        }
+        let mut old_sorted = old.to_vec();
+        old_sorted.sort_by_key(|p| (self.available(p), p.seq));
+        for p in old_sorted.iter().filter(|p| !self.available(p)) {
+            if budget == 0 {
+                break;
+            }
+            removed.push(p.name.clone());
+            budget -= 1;
+        }
+        let available_all = old.iter().chain(new).filter(|p| self.available(p)).count() as i64;
+        let mut scale_down = (available_all - min_available).min(budget);
+        for p in old_sorted.iter().filter(|p| self.available(p)) {
+            if scale_down <= 0 {
+                break;
+            }
+            removed.push(p.name.clone());
+            scale_down -= 1;
+        }
+        removed
     }
 
     /// Waits until every deleted pod has exited.

@@ -14,6 +14,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,108 +118,178 @@ pub async fn start_pod(
         kill: Arc::new(Notify::new()),
     };
     let sidecars = node.spec.sidecars.len();
-    tokio::spawn(lifecycle(node, name, ip, slots, sidecars, handle.clone()));
+    let pod = Arc::new(PodRun {
+        node,
+        name,
+        ip,
+        slots,
+        sidecars,
+        killed: AtomicBool::new(false),
+    });
+    tokio::spawn(lifecycle(pod, handle.clone()));
     Ok(handle)
 }
 
-async fn lifecycle(
+/// One pod as its kubelet runs it: its containers in declaration order, native sidecars first.
+struct PodRun {
     node: Arc<Node>,
     name: String,
     ip: Ipv4Addr,
     slots: Vec<Slot>,
+    /// How many of the slots are native sidecars.
     sidecars: usize,
-    handle: PodHandle,
-) {
-    let slots = Arc::new(slots);
-    // Readiness: one prober per container with a probe; containers without one are ready while
-    // they run.
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, bool)>();
-    let mut ready: Vec<bool> = slots.iter().map(|s| s.probe.is_none()).collect();
-    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for (i, s) in slots.iter().enumerate() {
-        if let Some(p) = s.probe.clone() {
-            tokio::spawn(prober(i, p, ip, node.scale, s.run.clone(), tx.clone()));
-        }
-        if let Some(admin) = s.launch.admin {
-            tokio::spawn(phase_poller(
-                admin,
-                name.clone(),
-                s.run.clone(),
-                node.rec.clone(),
-            ));
-        }
-        let tx = tx.clone();
-        let run = s.run.clone();
-        let (node, pod, container) = (node.clone(), name.clone(), s.launch.container.clone());
-        let killed = killed.clone();
-        tokio::spawn(async move {
-            let exit = run.wait().await;
-            // A container that ends while its pod is neither terminating nor torn down was
-            // stopped by something outside the lab (or crashed): the run is not what it claims.
-            let terminating = node
-                .cluster
-                .snapshot()
-                .iter()
-                .any(|p| p.name == pod && p.terminating);
-            if !terminating && !killed.load(std::sync::atomic::Ordering::SeqCst) {
-                node.rec.event(
-                    Some(&pod),
-                    EventKind::UnexpectedExit {
-                        container,
-                        code: exit.code,
-                        signal: exit.signal,
-                    },
-                );
-            }
-            let _ = tx.send((i, false));
-        });
-    }
-    drop(tx);
-    let mut pod_ready = false;
-    let mut terminating = false;
-    let mut term_task: Option<tokio::task::JoinHandle<()>> = None;
+    /// Set when the pod is torn down: its containers' exits are then expected.
+    killed: AtomicBool,
+}
+
+/// The pod's life from its containers' start: readiness as the probes say, termination when
+/// the controller deletes it, SIGKILL when it is torn down; over once every container exited.
+async fn lifecycle(pod: Arc<PodRun>, handle: PodHandle) {
+    let mut changes = pod.watch_containers();
+    let mut readiness = Readiness::new(&pod.slots);
+    let mut termination: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
-            msg = rx.recv() => {
-                let Some((i, ok)) = msg else { break };
-                ready[i] = ok && !slots[i].run.has_exited();
-                let now_ready = ready.iter().all(|r| *r);
-                if now_ready != pod_ready {
-                    pod_ready = now_ready;
-                    node.rec.event(Some(&name), if now_ready { EventKind::PodReady } else { EventKind::PodUnready });
-                    let t = node.rec.now();
-                    node.cluster.update(&name, |p| {
-                        p.ready = now_ready;
-                        p.ready_since = now_ready.then_some(t);
-                    });
+            change = changes.recv() => {
+                let Some((i, ok)) = change else { break };
+                if let Some(ready) = readiness.update(&pod.slots, i, ok) {
+                    pod.set_ready(ready);
                 }
-                if slots.iter().all(|s| s.run.has_exited()) {
+                if pod.slots.iter().all(|s| s.run.has_exited()) {
                     break;
                 }
             }
-            _ = handle.delete.notified(), if !terminating => {
-                terminating = true;
-                node.rec.event(Some(&name), EventKind::Terminating);
-                node.cluster.update(&name, |p| p.terminating = true);
-                term_task = Some(tokio::spawn(terminate(node.clone(), name.clone(), ip, slots.clone(), sidecars)));
+            _ = handle.delete.notified(), if termination.is_none() => {
+                termination = Some(pod.begin_termination());
             }
-            _ = handle.kill.notified() => {
-                killed.store(true, std::sync::atomic::Ordering::SeqCst);
-                for s in slots.iter() {
-                    if !s.run.has_exited() {
-                        procs::signal(s.run.pid, libc::SIGKILL);
-                    }
-                }
-            }
+            _ = handle.kill.notified() => pod.kill_all(),
         }
     }
-    if let Some(t) = term_task {
+    if let Some(t) = termination {
         let _ = t.await;
     }
-    node.cluster.update(&name, |p| {
+    pod.node.cluster.update(&pod.name, |p| {
         p.gone = true;
         p.ready = false;
     });
+}
+
+/// The pod is ready when every container is: those with a probe once it passes, those without
+/// while they run.
+struct Readiness {
+    containers: Vec<bool>,
+    pod: bool,
+}
+
+impl Readiness {
+    fn new(slots: &[Slot]) -> Readiness {
+        Readiness {
+            containers: slots.iter().map(|s| s.probe.is_none()).collect(),
+            pod: false,
+        }
+    }
+
+    /// Container `i` is now `ok` (or not): the pod's new readiness if it changed.
+    fn update(&mut self, slots: &[Slot], i: usize, ok: bool) -> Option<bool> {
+        self.containers[i] = ok && !slots[i].run.has_exited();
+        let now = self.containers.iter().all(|r| *r);
+        (now != self.pod).then(|| {
+            self.pod = now;
+            now
+        })
+    }
+}
+
+impl PodRun {
+    /// Starts what watches each container (its readiness prober, lameduck's phase, its exit);
+    /// their readiness changes come on the channel, which closes once they all ended.
+    fn watch_containers(self: &Arc<Self>) -> mpsc::UnboundedReceiver<(usize, bool)> {
+        let (tx, rx) = mpsc::unbounded_channel::<(usize, bool)>();
+        let scale = self.node.scale;
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(p) = s.probe.clone() {
+                tokio::spawn(prober(i, p, self.ip, scale, s.run.clone(), tx.clone()));
+            }
+            if let Some(admin) = s.launch.admin {
+                let (pod, run, rec) = (self.name.clone(), s.run.clone(), self.node.rec.clone());
+                tokio::spawn(phase_poller(admin, pod, run, rec));
+            }
+            tokio::spawn(self.clone().watch_exit(i, tx.clone()));
+        }
+        rx
+    }
+
+    /// Waits for container `i` to end: it is then not ready; an end nobody asked for is
+    /// recorded.
+    async fn watch_exit(self: Arc<Self>, i: usize, tx: mpsc::UnboundedSender<(usize, bool)>) {
+        let s = &self.slots[i];
+        let exit = s.run.wait().await;
+        // A container that ends while its pod is neither terminating nor torn down was
+        // stopped by something outside the lab (or crashed): the run is not what it claims.
+        let terminating = self
+            .node
+            .cluster
+            .snapshot()
+            .iter()
+            .any(|p| p.name == self.name && p.terminating);
+        if !terminating && !self.killed.load(Ordering::SeqCst) {
+            let kind = EventKind::UnexpectedExit {
+                container: s.launch.container.clone(),
+                code: exit.code,
+                signal: exit.signal,
+            };
+            self.node.rec.event(Some(&self.name), kind);
+        }
+        let _ = tx.send((i, false));
+    }
+
+    fn set_ready(&self, ready: bool) {
+        let kind = if ready {
+            EventKind::PodReady
+        } else {
+            EventKind::PodUnready
+        };
+        self.node.rec.event(Some(&self.name), kind);
+        let t = self.node.rec.now();
+        self.node.cluster.update(&self.name, |p| {
+            p.ready = ready;
+            p.ready_since = ready.then_some(t);
+        });
+    }
+
+    /// The deletionTimestamp is set: the pod is terminating (the endpoints drop it) and its
+    /// termination runs.
+    fn begin_termination(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        self.node
+            .rec
+            .event(Some(&self.name), EventKind::Terminating);
+        self.node
+            .cluster
+            .update(&self.name, |p| p.terminating = true);
+        tokio::spawn(terminate(self.clone()))
+    }
+
+    /// Teardown: every container still running is killed, expectedly.
+    fn kill_all(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        for s in &self.slots {
+            if !s.run.has_exited() {
+                procs::signal(s.run.pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Sends a container SIGTERM or SIGKILL, recorded on the pod's lane.
+    fn signal(&self, s: &Slot, sig: libc::c_int) {
+        let container = s.launch.container.clone();
+        let kind = if sig == libc::SIGKILL {
+            EventKind::Sigkill { container }
+        } else {
+            EventKind::Sigterm { container }
+        };
+        self.node.rec.event(Some(&self.name), kind);
+        procs::signal(s.run.pid, sig);
+    }
 }
 
 /// The kubelet's readiness prober for one container.
@@ -307,97 +378,32 @@ async fn phase_poller(admin: SocketAddr, pod: String, run: Running, rec: Arc<Rec
     }
 }
 
-async fn terminate(
-    node: Arc<Node>,
-    name: String,
-    ip: Ipv4Addr,
-    slots: Arc<Vec<Slot>>,
-    sidecars: usize,
-) {
-    let deadline = Instant::now() + node.scale.apply(node.spec.termination_grace);
-    let (side, main) = slots.split_at(sidecars);
-    let mut side_hooks = Vec::new();
-    for s in side {
-        side_hooks.push(tokio::spawn(pre_stop(
-            node.clone(),
-            name.clone(),
-            ip,
-            s.pre_stop.clone(),
-            s.launch.container.clone(),
-            deadline,
-        )));
-    }
-    let mut mains = Vec::new();
-    for s in main {
-        let hook = pre_stop(
-            node.clone(),
-            name.clone(),
-            ip,
-            s.pre_stop.clone(),
-            s.launch.container.clone(),
-            deadline,
-        );
-        let node = node.clone();
-        let name = name.clone();
-        let container = s.launch.container.clone();
-        let run = s.run.clone();
-        mains.push(tokio::spawn(async move {
-            hook.await;
-            if !run.has_exited() && Instant::now() < deadline {
-                node.rec
-                    .event(Some(&name), EventKind::Sigterm { container });
-                procs::signal(run.pid, libc::SIGTERM);
-            }
-        }));
-    }
-    let all_main_exited = async {
-        for s in main {
-            s.run.wait().await;
-        }
-    };
+/// Graceful termination, as the module doc says: every preStop hook at once; a main
+/// container's SIGTERM after its own hook; the native sidecars' once the main containers are
+/// gone; SIGKILL for what still runs when the grace period is over.
+async fn terminate(pod: Arc<PodRun>) {
+    let deadline = Instant::now() + pod.node.scale.apply(pod.node.spec.termination_grace);
+    let side_hooks: Vec<_> = (0..pod.sidecars)
+        .map(|i| tokio::spawn(pre_stop(pod.clone(), i, deadline)))
+        .collect();
+    let mains: Vec<_> = (pod.sidecars..pod.slots.len())
+        .map(|i| tokio::spawn(pre_stop_then_sigterm(pod.clone(), i, deadline)))
+        .collect();
+    let (side, main) = pod.slots.split_at(pod.sidecars);
     let grace_over = tokio::select! {
-        _ = all_main_exited => false,
+        _ = all_exited(main) => false,
         _ = sleep_until(deadline) => true,
     };
     if !grace_over {
-        // Native sidecars: SIGTERM once the main containers are gone, last declared first.
-        for (s, hook) in side.iter().zip(side_hooks).rev() {
-            tokio::select! {
-                _ = hook => {}
-                _ = sleep_until(deadline) => break,
-            }
-            if !s.run.has_exited() {
-                node.rec.event(
-                    Some(&name),
-                    EventKind::Sigterm {
-                        container: s.launch.container.clone(),
-                    },
-                );
-                procs::signal(s.run.pid, libc::SIGTERM);
-            }
-            tokio::select! {
-                _ = s.run.wait() => {}
-                _ = sleep_until(deadline) => break,
-            }
-        }
+        stop_sidecars(&pod, side, side_hooks, deadline).await;
     }
-    let all_exited = async {
-        for s in slots.iter() {
-            s.run.wait().await;
-        }
-    };
     tokio::select! {
-        _ = all_exited => {}
+        _ = all_exited(&pod.slots) => {}
         _ = sleep_until(deadline) => {
-            for s in slots.iter() {
-                if !s.run.has_exited() {
-                    node.rec.event(Some(&name), EventKind::Sigkill { container: s.launch.container.clone() });
-                    procs::signal(s.run.pid, libc::SIGKILL);
-                }
+            for s in pod.slots.iter().filter(|s| !s.run.has_exited()) {
+                pod.signal(s, libc::SIGKILL);
             }
-            for s in slots.iter() {
-                s.run.wait().await;
-            }
+            all_exited(&pod.slots).await;
         }
     }
     for m in mains {
@@ -405,22 +411,57 @@ async fn terminate(
     }
 }
 
-/// Runs one container's preStop hook, bounded by the grace period.
-async fn pre_stop(
-    node: Arc<Node>,
-    pod: String,
-    ip: Ipv4Addr,
-    hook: Option<Handler>,
-    container: String,
+async fn all_exited(slots: &[Slot]) {
+    for s in slots {
+        s.run.wait().await;
+    }
+}
+
+/// A main container: its preStop hook, then SIGTERM if it still runs within the grace period.
+async fn pre_stop_then_sigterm(pod: Arc<PodRun>, i: usize, deadline: Instant) {
+    pre_stop(pod.clone(), i, deadline).await;
+    let s = &pod.slots[i];
+    if !s.run.has_exited() && Instant::now() < deadline {
+        pod.signal(s, libc::SIGTERM);
+    }
+}
+
+/// Native sidecars, once the main containers are gone: last declared first, each after its
+/// preStop hook, each waited for before the next; all bounded by the grace period.
+async fn stop_sidecars(
+    pod: &PodRun,
+    side: &[Slot],
+    hooks: Vec<tokio::task::JoinHandle<()>>,
     deadline: Instant,
 ) {
-    let Some(hook) = hook else { return };
+    for (s, hook) in side.iter().zip(hooks).rev() {
+        tokio::select! {
+            _ = hook => {}
+            _ = sleep_until(deadline) => return,
+        }
+        if !s.run.has_exited() {
+            pod.signal(s, libc::SIGTERM);
+        }
+        tokio::select! {
+            _ = s.run.wait() => {}
+            _ = sleep_until(deadline) => return,
+        }
+    }
+}
+
+/// Runs container `i`'s preStop hook, if it has one, bounded by the grace period.
+async fn pre_stop(pod: Arc<PodRun>, i: usize, deadline: Instant) {
+    let s = &pod.slots[i];
+    let Some(hook) = s.pre_stop.clone() else {
+        return;
+    };
+    let (node, container) = (&pod.node, s.launch.container.clone());
     let action = match &hook {
         Handler::Sleep(d) => format!("sleep {}", humantime::format_duration(*d)),
         Handler::HttpGet { port, path } => format!("httpGet :{port}{path}"),
     };
     node.rec.event(
-        Some(&pod),
+        Some(&pod.name),
         EventKind::PreStopStarted {
             container: container.clone(),
             action,
@@ -439,12 +480,14 @@ async fn pre_stop(
             }
         }
         Handler::HttpGet { port, path } => {
-            match httpc::get(SocketAddr::from((ip, port)), &path, left).await {
+            match httpc::get(SocketAddr::from((pod.ip, port)), &path, left).await {
                 Ok(r) => format!("HTTP {}", r.status),
                 Err(e) => format!("failed: {e}"),
             }
         }
     };
-    node.rec
-        .event(Some(&pod), EventKind::PreStopDone { container, outcome });
+    node.rec.event(
+        Some(&pod.name),
+        EventKind::PreStopDone { container, outcome },
+    );
 }

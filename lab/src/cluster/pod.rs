@@ -167,6 +167,26 @@ pub async fn resolve(
         )
     })?;
     let path = bins.path(binary)?;
+    let args = resolve_args(c, binary, ip, scale)?;
+    let env = resolve_env(c, bins.env_defaults(binary).await?, pod_name, ip, scale);
+    let admin = if binary == "lameduck" {
+        admin_addr(&args, &env)
+    } else {
+        None
+    };
+    Ok(Launch {
+        container: c.name.clone(),
+        binary,
+        path,
+        args,
+        env,
+        admin,
+    })
+}
+
+/// The command's arguments after the binary, then `args`, each rewritten for the pod (a
+/// `--flag=value` in its value).
+fn resolve_args(c: &Container, binary: &str, ip: Ipv4Addr, scale: Scale) -> Result<Vec<String>> {
     let mut args: Vec<String> = Vec::new();
     if let Some((first, rest)) = c.command.split_first() {
         if Path::new(first).file_name().and_then(|f| f.to_str()) != Some(binary) {
@@ -179,7 +199,7 @@ pub async fn resolve(
         args.extend(rest.iter().cloned());
     }
     args.extend(c.args.iter().cloned());
-    let args: Vec<String> = args
+    Ok(args
         .iter()
         .map(|a| match a.split_once('=') {
             Some((flag, v)) if flag.starts_with("--") => {
@@ -187,11 +207,20 @@ pub async fn resolve(
             }
             _ => rewrite_value(a, ip, scale),
         })
-        .collect();
+        .collect())
+}
 
-    // The binary's own defaults first (rewritten and scaled), then the manifest's env over them.
+/// The binary's own defaults first (those the pod changes: rewritten and scaled), the pod's
+/// name and IP, then the manifest's env over them.
+fn resolve_env(
+    c: &Container,
+    defaults: Vec<(String, String)>,
+    pod_name: &str,
+    ip: Ipv4Addr,
+    scale: Scale,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
-    for (k, d) in bins.env_defaults(binary).await? {
+    for (k, d) in defaults {
         let v = rewrite_value(&d, ip, scale);
         if v != d {
             env.push((k, v));
@@ -208,26 +237,18 @@ pub async fn resolve(
         env.retain(|(k, _)| k != &e.name);
         env.push((e.name.clone(), v));
     }
+    env
+}
 
-    let admin = if binary == "lameduck" {
-        flag_value(&args, "--admin-listen")
-            .or_else(|| {
-                env.iter()
-                    .find(|(k, _)| k == "LAMEDUCK_ADMIN_LISTEN")
-                    .map(|(_, v)| v.clone())
-            })
-            .and_then(|a| a.parse().ok())
-    } else {
-        None
-    };
-    Ok(Launch {
-        container: c.name.clone(),
-        binary,
-        path,
-        args,
-        env,
-        admin,
-    })
+/// lameduck's admin address, from its flag or its env var.
+fn admin_addr(args: &[String], env: &[(String, String)]) -> Option<SocketAddr> {
+    flag_value(args, "--admin-listen")
+        .or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == "LAMEDUCK_ADMIN_LISTEN")
+                .map(|(_, v)| v.clone())
+        })
+        .and_then(|a| a.parse().ok())
 }
 
 fn flag_value(args: &[String], flag: &str) -> Option<String> {
@@ -285,8 +306,6 @@ pub fn spawn(
     log_dir: &Path,
     rec: &std::sync::Arc<Recorder>,
 ) -> Result<Running> {
-    use std::os::unix::process::ExitStatusExt;
-
     let log_path = log_dir.join(format!("{pod}-{}.log", launch.container));
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
@@ -302,7 +321,7 @@ pub fn spawn(
     }
     cmd.envs(launch.env.iter().map(|(k, v)| (k, v)));
     procs::harden(&mut cmd);
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .with_context(|| format!("starting {} for pod {pod}", launch.path.display()))?;
     let pid = child
@@ -318,12 +337,30 @@ pub fn spawn(
         },
     );
     let (tx, rx) = watch::channel(None);
-    let rec = rec.clone();
-    let pod = pod.to_string();
-    let container = launch.container.clone();
-    tokio::spawn(async move {
+    let exited = ContainerExit {
+        rec: rec.clone(),
+        pod: pod.to_string(),
+        container: launch.container.clone(),
+        pid,
+    };
+    tokio::spawn(exited.wait(child, tx));
+    Ok(Running { pid, exited: rx })
+}
+
+/// Who waits for a container's process: records its exit and publishes it to `Running`.
+struct ContainerExit {
+    rec: std::sync::Arc<Recorder>,
+    pod: String,
+    container: String,
+    pid: u32,
+}
+
+impl ContainerExit {
+    async fn wait(self, mut child: tokio::process::Child, tx: watch::Sender<Option<Exit>>) {
+        use std::os::unix::process::ExitStatusExt;
+
         let status = child.wait().await;
-        procs::unregister(pid);
+        procs::unregister(self.pid);
         let exit = match status {
             Ok(s) => Exit {
                 code: s.code(),
@@ -334,17 +371,16 @@ pub fn spawn(
                 signal: None,
             },
         };
-        rec.event(
-            Some(&pod),
+        self.rec.event(
+            Some(&self.pod),
             EventKind::ContainerExited {
-                container,
+                container: self.container,
                 code: exit.code,
                 signal: exit.signal,
             },
         );
         let _ = tx.send(Some(exit));
-    });
-    Ok(Running { pid, exited: rx })
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -47,20 +46,8 @@ impl Haproxy {
         std::fs::write(&cfg, render(&dir, &socket, addr, scale)).context("writing haproxy.cfg")?;
         let log = std::fs::File::create(dir.join("haproxy.log"))?;
         let mut cmd = Command::new(&program);
-        cmd.arg("-f")
-            .arg(&cfg)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        procs::harden(&mut cmd);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
-        let pid = child
-            .id()
-            .ok_or_else(|| anyhow!("haproxy exited at once"))?;
-        procs::register(pid);
+        cmd.arg("-f").arg(&cfg).arg("-db");
+        let (child, pid) = procs::start_daemon(cmd, log, "haproxy")?;
         let h = Haproxy {
             addr,
             socket,

@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -49,16 +48,8 @@ impl Nginx {
             .arg("-c")
             .arg(dir.join("nginx.conf"))
             .arg("-e")
-            .arg(dir.join("logs/error.log"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        procs::harden(&mut cmd);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
-        let pid = child.id().ok_or_else(|| anyhow!("nginx exited at once"))?;
-        procs::register(pid);
+            .arg(dir.join("logs/error.log"));
+        let (child, pid) = procs::start_daemon(cmd, log, "nginx")?;
         let nginx = Nginx {
             addr,
             dir,
@@ -132,6 +123,29 @@ impl Nginx {
     }
 }
 
+/// The `server` lines of the pods' upstream block.
+fn upstream_servers(endpoints: &[Endpoint]) -> String {
+    if endpoints.is_empty() {
+        // nginx refuses an empty upstream block; a down placeholder answers 502 at once.
+        "        server 127.0.0.1:1 down;\n".to_string()
+    } else {
+        endpoints
+            .iter()
+            .map(|e| format!("        server {} max_fails=0;\n", e.addr))
+            .collect()
+    }
+}
+
+/// As root, nginx would switch its workers to `nobody`; keep them as the lab's user so they
+/// can use the temp paths under the output directory.
+fn workers_user() -> &'static str {
+    if unsafe { libc::geteuid() } == 0 {
+        "user root root;\n"
+    } else {
+        ""
+    }
+}
+
 /// The whole nginx.conf for one endpoint set. Timeouts are ingress-nginx's defaults, scaled.
 fn render(
     dir: &Path,
@@ -147,22 +161,8 @@ fn render(
             scale.apply(Duration::from_secs(s)).as_millis().max(1)
         )
     };
-    let servers = if endpoints.is_empty() {
-        // nginx refuses an empty upstream block; a down placeholder answers 502 at once.
-        "        server 127.0.0.1:1 down;\n".to_string()
-    } else {
-        endpoints
-            .iter()
-            .map(|e| format!("        server {} max_fails=0;\n", e.addr))
-            .collect()
-    };
-    // As root, nginx would switch its workers to `nobody`; keep them as the lab's user so they
-    // can use the temp paths under the output directory.
-    let user = if unsafe { libc::geteuid() } == 0 {
-        "user root root;\n"
-    } else {
-        ""
-    };
+    let servers = upstream_servers(endpoints);
+    let user = workers_user();
     let p = dir.display();
     format!(
         r#"# Rendered by the lameduck lab on every endpoint change.

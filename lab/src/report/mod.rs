@@ -8,10 +8,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::fronts::FrontKind;
-use crate::measure::record::{EventKind, Outcome, Recorder};
+use crate::measure::load::LoadConfig;
+use crate::measure::record::{Event, EventKind, Outcome, Recorder, RequestRecord};
 use crate::scenario::Scenario;
 use crate::settings::Settings;
 
@@ -73,37 +74,89 @@ pub fn summarize_records(
     error: Option<String>,
 ) -> RunSummary {
     let reqs = rec.requests();
-    let mut failed_by_kind = BTreeMap::new();
-    let mut failed_by_client = BTreeMap::new();
-    let mut failed_by_method = BTreeMap::new();
-    let mut failed_reused = 0;
-    for r in reqs.iter().filter(|r| r.outcome != Outcome::Ok) {
-        *failed_by_kind
-            .entry(r.outcome.label().to_string())
-            .or_insert(0) += 1;
-        *failed_by_client.entry(r.client.to_string()).or_insert(0) += 1;
-        *failed_by_method.entry(r.method.to_string()).or_insert(0) += 1;
-        if r.reused {
-            failed_reused += 1;
-        }
+    let events = rec.events();
+    let failures = Failures::count(&reqs);
+    let latencies = ok_latencies_ms(&reqs);
+    let rollouts = rollout_durations(&events);
+    let ok = reqs.iter().filter(|r| r.outcome == Outcome::Ok).count();
+    RunSummary {
+        scenario: scenario.to_string(),
+        front: front.to_string(),
+        protected,
+        requests: reqs.len(),
+        ok,
+        failed: reqs.len() - ok,
+        failed_by_kind: failures.by_kind,
+        failed_by_client: failures.by_client,
+        failed_by_method: failures.by_method,
+        failed_reused: failures.reused,
+        front_caused: reqs.iter().filter(|r| r.front_caused).count(),
+        retried: reqs
+            .iter()
+            .filter(|r| r.retried && r.outcome == Outcome::Ok)
+            .count(),
+        disturbed: unasked_exits(&events),
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+        rollout_s: if rollouts.is_empty() {
+            0.0
+        } else {
+            rollouts.iter().sum::<f64>() / rollouts.len() as f64
+        },
+        rollouts: rollouts.len(),
+        error,
     }
+}
+
+/// The failed requests counted by kind, client and method, and those on a reused connection.
+#[derive(Default)]
+struct Failures {
+    by_kind: BTreeMap<String, usize>,
+    by_client: BTreeMap<String, usize>,
+    by_method: BTreeMap<String, usize>,
+    reused: usize,
+}
+
+impl Failures {
+    fn count(reqs: &[RequestRecord]) -> Failures {
+        let mut f = Failures::default();
+        for r in reqs.iter().filter(|r| r.outcome != Outcome::Ok) {
+            *f.by_kind.entry(r.outcome.label().to_string()).or_insert(0) += 1;
+            *f.by_client.entry(r.client.to_string()).or_insert(0) += 1;
+            *f.by_method.entry(r.method.to_string()).or_insert(0) += 1;
+            if r.reused {
+                f.reused += 1;
+            }
+        }
+        f
+    }
+}
+
+/// The wall-clock latencies of the successful requests, milliseconds, sorted.
+fn ok_latencies_ms(reqs: &[RequestRecord]) -> Vec<f64> {
     let mut lat: Vec<f64> = reqs
         .iter()
         .filter(|r| r.outcome == Outcome::Ok)
         .map(|r| (r.end - r.start) * 1000.0)
         .collect();
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        if lat.is_empty() {
-            0.0
-        } else {
-            lat[((lat.len() as f64 - 1.0) * p).round() as usize]
-        }
-    };
-    let events = rec.events();
+    lat
+}
+
+/// The `p` percentile (nearest rank) of sorted values; 0 for none.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        0.0
+    } else {
+        sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    }
+}
+
+/// How long each rollout that completed took, seconds, in the order they completed.
+fn rollout_durations(events: &[Event]) -> Vec<f64> {
     let mut starts = BTreeMap::new();
     let mut durations = Vec::new();
-    for e in &events {
+    for e in events {
         match &e.kind {
             EventKind::RolloutStarted { rollout } => {
                 starts.insert(*rollout, e.t);
@@ -116,8 +169,12 @@ pub fn summarize_records(
             _ => {}
         }
     }
-    let ok = reqs.iter().filter(|r| r.outcome == Outcome::Ok).count();
-    let disturbed = events
+    durations
+}
+
+/// Every container that ended without the lab asking, said in a line.
+fn unasked_exits(events: &[Event]) -> Vec<String> {
+    events
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::UnexpectedExit { container, code, signal } => Some(format!(
@@ -127,49 +184,46 @@ pub fn summarize_records(
             )),
             _ => None,
         })
-        .collect();
-    RunSummary {
-        scenario: scenario.to_string(),
-        front: front.to_string(),
-        protected,
-        requests: reqs.len(),
-        ok,
-        failed: reqs.len() - ok,
-        failed_by_kind,
-        failed_by_client,
-        failed_by_method,
-        failed_reused,
-        front_caused: reqs.iter().filter(|r| r.front_caused).count(),
-        retried: reqs
-            .iter()
-            .filter(|r| r.retried && r.outcome == Outcome::Ok)
-            .count(),
-        disturbed,
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
-        rollout_s: if durations.is_empty() {
-            0.0
-        } else {
-            durations.iter().sum::<f64>() / durations.len() as f64
-        },
-        rollouts: durations.len(),
-        error,
+        .collect()
+}
+
+/// The load's settings as run.json, summary.json and `lab loadgen` write them (durations in
+/// milliseconds): one shape for a lab run and for a real cluster's (the e2e).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoadJson {
+    pub rate: f64,
+    pub keepalive_share: f64,
+    pub post_share: f64,
+    pub long_share: f64,
+    pub short_delay_ms: u64,
+    pub long_delay_ms: u64,
+    pub timeout_ms: u64,
+    pub seed: u64,
+}
+
+impl From<&LoadConfig> for LoadJson {
+    fn from(load: &LoadConfig) -> LoadJson {
+        LoadJson {
+            rate: load.rate,
+            keepalive_share: load.keepalive_share,
+            post_share: load.post_share,
+            long_share: load.long_share,
+            short_delay_ms: load.short_delay.as_millis() as u64,
+            long_delay_ms: load.long_delay.as_millis() as u64,
+            timeout_ms: load.timeout.as_millis() as u64,
+            seed: load.seed,
+        }
     }
 }
 
+/// A lab run's settings: the time scale, the propagation lag, the restarts and the load.
 #[derive(Serialize)]
 struct SettingsJson {
     time_scale: f64,
     lag_model_ms: (f64, f64),
     restarts: u32,
-    rate: f64,
-    keepalive_share: f64,
-    post_share: f64,
-    long_share: f64,
-    short_delay_ms: u64,
-    long_delay_ms: u64,
-    timeout_ms: u64,
-    seed: u64,
+    #[serde(flatten)]
+    load: LoadJson,
 }
 
 fn settings_json(s: &Settings) -> SettingsJson {
@@ -180,27 +234,32 @@ fn settings_json(s: &Settings) -> SettingsJson {
             s.lag.1.as_secs_f64() * 1000.0,
         ),
         restarts: s.restarts,
-        rate: s.load.rate,
-        keepalive_share: s.load.keepalive_share,
-        post_share: s.load.post_share,
-        long_share: s.load.long_share,
-        short_delay_ms: s.load.short_delay.as_millis() as u64,
-        long_delay_ms: s.load.long_delay.as_millis() as u64,
-        timeout_ms: s.load.timeout.as_millis() as u64,
-        seed: s.seed,
+        // The matrix gives the load the run's seed (`Settings::seed`).
+        load: LoadJson::from(&s.load),
     }
 }
 
-/// `run.json`: the summary, the settings, every event and every request.
+/// A lab run's `run.json`: the summary, the settings, every event and every request.
 pub fn write_json(
     path: &Path,
     summary: &RunSummary,
     rec: &Recorder,
     settings: &Settings,
 ) -> Result<()> {
+    write_run_json(path, summary, ("settings", &settings_json(settings)), rec)
+}
+
+/// `run.json`: the summary, what the run ran with under its name (a lab run's `settings`, a
+/// real cluster's `load`), every event and every request.
+pub fn write_run_json(
+    path: &Path,
+    summary: &RunSummary,
+    (name, ran_with): (&str, &impl Serialize),
+    rec: &Recorder,
+) -> Result<()> {
     let doc = serde_json::json!({
         "summary": summary,
-        "settings": settings_json(settings),
+        name: ran_with,
         "events": rec.events(),
         "requests": rec.requests(),
     });

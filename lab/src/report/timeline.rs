@@ -55,114 +55,127 @@ struct Lane {
 }
 
 impl Lane {
+    fn new(name: &str) -> Lane {
+        Lane {
+            name: name.to_string(),
+            phases: Vec::new(),
+            end: None,
+            containers: 0,
+            exited: 0,
+            marks: Vec::new(),
+            lameduck_containers: Vec::new(),
+        }
+    }
+
     fn enter(&mut self, t: f64, phase: &str) {
         if self.phases.last().map(|(_, p)| p.as_str()) != Some(phase) {
             self.phases.push((t, phase.to_string()));
         }
     }
+
     fn phase(&self) -> &str {
         self.phases.last().map(|(_, p)| p.as_str()).unwrap_or("")
     }
-}
 
-fn lanes(rec: &Recorder) -> (Vec<Lane>, Vec<(f64, String)>) {
-    let mut lanes: BTreeMap<String, Lane> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
-    let mut global = Vec::new();
-    for e in rec.events() {
-        let Some(pod) = e.pod.clone() else {
-            match &e.kind {
-                EventKind::RolloutStarted { rollout } => {
-                    global.push((e.t, format!("rollout {rollout}")))
-                }
-                EventKind::RolloutComplete { rollout } => {
-                    global.push((e.t, format!("rollout {rollout} complete")))
-                }
-                _ => {}
-            }
-            continue;
-        };
-        if !lanes.contains_key(&pod) {
-            order.push(pod.clone());
-            lanes.insert(
-                pod.clone(),
-                Lane {
-                    name: pod.clone(),
-                    phases: Vec::new(),
-                    end: None,
-                    containers: 0,
-                    exited: 0,
-                    marks: Vec::new(),
-                    lameduck_containers: Vec::new(),
-                },
-            );
-        }
-        let lane = lanes.get_mut(&pod).expect("lane just inserted");
-        let t = e.t;
-        match &e.kind {
-            EventKind::PodCreated { .. } => lane.enter(t, "starting"),
+    fn mark(&mut self, t: f64, label: impl Into<String>, colour: &'static str) {
+        self.marks.push((t, label.into(), colour));
+    }
+
+    /// What one of the pod's events shows: a phase it enters, a moment marked, or the lane's
+    /// end once every container has exited.
+    fn record(&mut self, t: f64, kind: &EventKind) {
+        match kind {
+            EventKind::PodCreated { .. } => self.enter(t, "starting"),
             EventKind::ContainerStarted {
                 container, binary, ..
             } => {
-                lane.containers += 1;
+                self.containers += 1;
                 if binary == "lameduck" {
-                    lane.lameduck_containers.push(container.clone());
+                    self.lameduck_containers.push(container.clone());
                 }
             }
-            EventKind::PodReady if lane.phase() == "starting" => lane.enter(t, "ready"),
-            EventKind::PodUnready if lane.phase() == "ready" => lane.enter(t, "starting"),
+            EventKind::PodReady if self.phase() == "starting" => self.enter(t, "ready"),
+            EventKind::PodUnready if self.phase() == "ready" => self.enter(t, "starting"),
             EventKind::Terminating => {
-                lane.enter(t, "terminating");
-                lane.marks
-                    .push((t, "deleted (preStop starts)".into(), "#424242"));
+                self.enter(t, "terminating");
+                self.mark(t, "deleted (preStop starts)", "#424242");
             }
-            EventKind::LameduckPhase { phase } => match phase.as_str() {
-                "lame_duck" => lane.enter(t, "lame duck"),
-                "draining" => lane.enter(t, "draining"),
-                "drained" => {
-                    lane.enter(t, "drained");
-                    lane.marks.push((t, "lameduck drained".into(), "#0d47a1"));
-                }
-                _ => {}
-            },
+            EventKind::LameduckPhase { phase } => self.lameduck_phase(t, phase),
             EventKind::Sigterm { container } => {
-                lane.marks
-                    .push((t, format!("SIGTERM {container}"), "#b71c1c"));
-                if !lane.lameduck_containers.contains(container) {
-                    lane.enter(t, "shutting down");
+                self.mark(t, format!("SIGTERM {container}"), "#b71c1c");
+                if !self.lameduck_containers.contains(container) {
+                    self.enter(t, "shutting down");
                 }
             }
-            EventKind::UnexpectedExit { container, .. } => lane.marks.push((
+            EventKind::UnexpectedExit { container, .. } => self.mark(
                 t,
                 format!("{container} exited without being asked (killed from outside the lab?)"),
                 "#000000",
-            )),
-            EventKind::PreStopDone { container, outcome } => lane.marks.push((
+            ),
+            EventKind::PreStopDone { container, outcome } => self.mark(
                 t,
                 format!("preStop of {container} returned: {outcome}"),
                 "#00897b",
-            )),
+            ),
             EventKind::Sigkill { container } => {
-                lane.marks
-                    .push((t, format!("SIGKILL {container}"), "#000000"))
+                self.mark(t, format!("SIGKILL {container}"), "#000000")
             }
             EventKind::EndpointRemoved { front } => {
-                lane.marks
-                    .push((t, format!("endpoint removed at the {front}"), "#1565c0"))
+                self.mark(t, format!("endpoint removed at the {front}"), "#1565c0")
             }
             EventKind::ContainerExited { .. } => {
-                lane.exited += 1;
-                if lane.exited >= lane.containers {
-                    lane.end = Some(t);
+                self.exited += 1;
+                if self.exited >= self.containers {
+                    self.end = Some(t);
                 }
             }
             _ => {}
         }
     }
+
+    /// lameduck's own phases, as its /status said them.
+    fn lameduck_phase(&mut self, t: f64, phase: &str) {
+        match phase {
+            "lame_duck" => self.enter(t, "lame duck"),
+            "draining" => self.enter(t, "draining"),
+            "drained" => {
+                self.enter(t, "drained");
+                self.mark(t, "lameduck drained", "#0d47a1");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A lane per pod, in the order the pods appeared, and the run's own moments (rollouts).
+fn lanes(rec: &Recorder) -> (Vec<Lane>, Vec<(f64, String)>) {
+    let mut lanes: BTreeMap<String, Lane> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut global = Vec::new();
+    for e in rec.events() {
+        let Some(pod) = e.pod.as_deref() else {
+            global.extend(run_moment(&e.kind).map(|label| (e.t, label)));
+            continue;
+        };
+        let lane = lanes.entry(pod.to_string()).or_insert_with(|| {
+            order.push(pod.to_string());
+            Lane::new(pod)
+        });
+        lane.record(e.t, &e.kind);
+    }
     (
         order.into_iter().filter_map(|n| lanes.remove(&n)).collect(),
         global,
     )
+}
+
+/// The label of an event of the whole run, not of one pod.
+fn run_moment(kind: &EventKind) -> Option<String> {
+    match kind {
+        EventKind::RolloutStarted { rollout } => Some(format!("rollout {rollout}")),
+        EventKind::RolloutComplete { rollout } => Some(format!("rollout {rollout} complete")),
+        _ => None,
+    }
 }
 
 fn nice_step(span: f64) -> f64 {
