@@ -8,7 +8,8 @@
 #   1. applies it with the images this script built and loaded, waits for the rollout;
 #   2. starts the lab's open-loop load generator (`lab loadgen`, Dockerfile.lab) as a Pod aimed at
 #      the Service's ClusterIP: fresh and keep-alive connections, GET and POST, short and 5 s
-#      requests; it stops when its stdin (a `kubectl attach -i`) closes;
+#      requests (or, with --traffic, gRPC calls or WebSocket messages on long-lived
+#      connections); it stops when its stdin (a `kubectl attach -i`) closes;
 #   3. runs `kubectl rollout restart` N times, each followed by `rollout status` and a wait for the
 #      old pods to be gone, while watching the pods and EndpointSlices;
 #   4. brings the records back (`kubectl logs`) with the cluster's Events.
@@ -22,8 +23,11 @@
 #   scripts/e2e.sh --load kind [--kind-cluster NAME]
 #   scripts/e2e.sh --load push REGISTRY            podman push to REGISTRY (the nodes pull from it)
 #   scripts/e2e.sh --load none                     the images are on the nodes already
-# Options: --scenarios a,b,...  --restarts N (3)  --rate R (80)  --out DIR (target/e2e)
-#          --teeth-warn-only (a miswired scenario that loses nothing only warns)
+# Options: --scenarios a,b,...  --restarts N (3)  --rate R (80)  --out DIR (target/e2e, or
+#          target/e2e-KIND for --traffic KIND)  --teeth-warn-only (a miswired scenario that
+#          loses nothing only warns)
+#          --traffic http|grpc-unary|grpc-stream|websocket (http): what the load sends (lab
+#          loadgen --load; not to be confused with --load, how the images reach the nodes)
 # Needs root for podman (the images are built as scripts/podman-pod-test.sh builds them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,12 +43,13 @@ KIND_CLUSTER=${E2E_KIND_CLUSTER:-kind}
 SCENARIOS=${E2E_SCENARIOS:-$(IFS=,; echo "${ALL_SCENARIOS[*]}")}
 RESTARTS=${E2E_RESTARTS:-3}
 RATE=${E2E_RATE:-80}
-OUT=${E2E_OUT:-target/e2e}
+OUT=${E2E_OUT:-}
+TRAFFIC=${E2E_TRAFFIC:-http}
 TEETH_WARN_ONLY=
 LOAD_MAX=20m # the load generator's own cap, should the attach that stops it be lost
 
 die() { echo "e2e: FAIL: $*" >&2; exit 1; }
-usage() { echo "e2e: $*" >&2; sed -n '20,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { echo "e2e: $*" >&2; sed -n '22,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 step() { echo "==> $*"; }
 stamp() { date +%s.%N; }
 
@@ -58,6 +63,7 @@ while (($#)); do
     --restarts) RESTARTS=${2:?}; shift 2 ;;
     --rate) RATE=${2:?}; shift 2 ;;
     --out) OUT=${2:?}; shift 2 ;;
+    --traffic) TRAFFIC=${2:-}; shift 2 || usage "--traffic needs http, grpc-unary, grpc-stream or websocket" ;;
     --teeth-warn-only) TEETH_WARN_ONLY=--teeth-warn-only; shift ;;
     -h | --help) usage "rolling restarts under load on a real cluster" ;;
     *) usage "unknown flag $1" ;;
@@ -71,6 +77,14 @@ push) [[ -n $REGISTRY ]] || usage "--load push needs a REGISTRY (host[:port][/pa
 esac
 [[ $RESTARTS =~ ^[1-9][0-9]?$ ]] || usage "--restarts $RESTARTS: not a number from 1 to 99"
 [[ $RATE =~ ^[0-9]+(\.[0-9]+)?$ ]] || usage "--rate $RATE: not a number"
+case $TRAFFIC in
+http | grpc-unary | grpc-stream | websocket) ;;
+*) usage "--traffic $TRAFFIC: not http, grpc-unary, grpc-stream or websocket" ;;
+esac
+if [[ -z $OUT ]]; then
+    # One directory per kind of traffic, so a gRPC run does not overwrite the HTTP one.
+    if [[ $TRAFFIC == http ]]; then OUT=target/e2e; else OUT=target/e2e-$TRAFFIC; fi
+fi
 IFS=, read -ra WANT <<<"$SCENARIOS"
 for s in "${WANT[@]}"; do
     [[ -d scripts/e2e/$s ]] || usage "--scenarios: unknown scenario $s (known: ${ALL_SCENARIOS[*]})"
@@ -264,7 +278,7 @@ spec:
   containers:
   - name: loadgen
     image: ${IMAGE[lameduck-lab]}
-    args: [loadgen, --target, "$ip:80", --rate, "$RATE", --duration, $LOAD_MAX, --stop-on-stdin-eof]
+    args: [loadgen, --target, "$ip:80", --load, $TRAFFIC, --rate, "$RATE", --duration, $LOAD_MAX, --stop-on-stdin-eof]
     # Stopped by closing its stdin: the e2e's \`kubectl attach -i\` ends when the rollouts have.
     stdin: true
     stdinOnce: true
@@ -325,12 +339,12 @@ expect_of() {
 
 REPORT_RUNS=()
 for s in "${WANT[@]}"; do
-    step "scenario $s ($(expect_of "$s")): $RESTARTS rollouts at $RATE req/s"
+    step "scenario $s ($(expect_of "$s")): $RESTARTS rollouts at $RATE req/s, $TRAFFIC"
     run_scenario "$s" "$(expect_of "$s")"
 done
 ((${#REPORT_RUNS[@]})) || die "no scenario ran"
 
-step "report (server $server_git, $RESTARTS rollouts per scenario, $RATE req/s)"
+step "report (server $server_git, $RESTARTS rollouts per scenario, $RATE req/s, $TRAFFIC)"
 rc=0
 "$REPO/target/release/lab" e2e-report --out "$OUT" --front kube-proxy $TEETH_WARN_ONLY "${REPORT_RUNS[@]}" || rc=$?
 echo "Timelines: $OUT/<scenario>/timeline.svg; every request and event: $OUT/<scenario>/run.json"

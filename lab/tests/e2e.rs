@@ -69,6 +69,66 @@ fn loadgen_records_every_request_and_stops_when_stdin_closes() {
     }
 }
 
+#[test]
+fn loadgen_sends_grpc_and_websocket_through_lameduck() {
+    // A pod's wiring on loopback: slowapp (gRPC over h2c and the /ws echo on its one port)
+    // behind lameduck, whose default `--upstream-protocol auto` carries both.
+    let ip = own_loopback_ip();
+    let app = free_addr_on(ip);
+    let _app = slowapp(app, "e2e-protocols");
+    let data = free_addr_on(ip);
+    let admin = free_addr_on(ip);
+    let _lameduck = lameduck(data, admin, app);
+    for (kind, method, client) in [
+        ("grpc-unary", "Hello", "channel"),
+        ("grpc-stream", "Count", "channel"),
+        ("websocket", "message", "websocket"),
+    ] {
+        let doc = loadgen_with(
+            data,
+            Duration::from_millis(1500),
+            &["--load", kind, "--connections", "2"],
+        );
+        assert_eq!(doc["stopped_by"], "stdin closed", "{kind}");
+        assert_eq!(doc["kind"], kind);
+        assert_eq!(doc["connections"], 2, "{kind}");
+        let reqs = doc["requests"].as_array().unwrap();
+        assert!(
+            reqs.len() >= 30,
+            "{kind}: {} units at 40/s over 1.5 s",
+            reqs.len()
+        );
+        for r in reqs {
+            assert_eq!(r["outcome"], "ok", "{kind}: {r}");
+            assert_eq!(r["pod"], "e2e-protocols", "{kind}: {r}");
+            assert_eq!(r["method"], method, "{kind}: {r}");
+            assert_eq!(r["client"], client, "{kind}: {r}");
+        }
+        // Two connections, and every later unit on one of them.
+        assert!(
+            reqs.iter().filter(|r| r["reused"] == true).count() >= reqs.len() - 2,
+            "{kind}: the load did not keep its connections"
+        );
+    }
+}
+
+/// lameduck on `data` (admin on `admin`) in front of `upstream`, once its data port accepts and
+/// it reports ready (killed when dropped).
+fn lameduck(data: SocketAddr, admin: SocketAddr, upstream: SocketAddr) -> Proc {
+    let args = [
+        format!("--listen={data}"),
+        format!("--admin-listen={admin}"),
+        format!("--upstream={upstream}"),
+    ];
+    let proc = Proc::spawn("lameduck", beside_lab("lameduck"), args);
+    wait_until(
+        &format!("lameduck ready on {admin}"),
+        Duration::from_secs(10),
+        || testkit::http::get(admin, "/ready").is_ok_and(|r| r.status == 200),
+    );
+    proc
+}
+
 /// slowapp on `addr`, answering as `name`, once it listens (killed when dropped).
 fn slowapp(addr: SocketAddr, name: &str) -> Proc {
     let args = [
@@ -91,9 +151,15 @@ fn slowapp(addr: SocketAddr, name: &str) -> Proc {
 /// `lab loadgen` at 40/s against `addr` for `window`, then its stdin closed as `kubectl attach`
 /// closes it: it must stop at once (not at its 60 s `--duration`) and print one JSON line.
 fn loadgen_until_stdin_closes(addr: SocketAddr, window: Duration) -> Value {
+    loadgen_with(addr, window, &[])
+}
+
+/// [`loadgen_until_stdin_closes`] with more flags (`--load KIND`, ...).
+fn loadgen_with(addr: SocketAddr, window: Duration, extra: &[&str]) -> Value {
     let mut gen = lab()
         .args(["loadgen", "--target", &addr.to_string(), "--rate", "40"])
         .args(["--long-delay", "300ms", "--duration", "60s"])
+        .args(extra)
         .arg("--stop-on-stdin-eof")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -1,5 +1,12 @@
 //! `lab loadgen`: the lab's open-loop load against one address, every request printed as one
 //! JSON line when it stops; what `lab e2e-report` reads back.
+//!
+//! `--load` picks the load as `lab rollout --load` does, from the same modules
+//! ([`crate::measure`]): the HTTP/1.1 mix, gRPC unary calls or server streams on `--connections`
+//! long-lived tonic channels to the address (each reconnects through the Service after a GOAWAY
+//! or a closed connection; a call no server processed is sent again, the lab's transparent-retry
+//! rule), or WebSocket messages on `--connections` WebSockets to slowapp's `/ws` (each reconnects
+//! after a clean close and sends again what had no echo).
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,6 +17,7 @@ use serde::Deserialize;
 
 use crate::measure::load::{Load, LoadConfig};
 use crate::measure::record::{Recorder, RequestRecord};
+use crate::measure::{LoadKind, ProtocolLoad, Target};
 use crate::report::LoadJson;
 
 /// `lab loadgen`: the lab's load against one address, records as JSON on stdout.
@@ -18,6 +26,19 @@ pub struct LoadgenArgs {
     /// Where to send the load: IP:PORT (a Service's ClusterIP; there is no DNS lookup).
     #[arg(long)]
     pub target: SocketAddr,
+
+    /// What the load sends: HTTP/1.1 requests (the mix below), gRPC unary calls or server
+    /// streams on long-lived channels, or WebSocket messages on long-lived connections.
+    #[arg(long, value_enum, default_value = "http")]
+    pub load: LoadKind,
+
+    /// Long-lived connections of the grpc-* and websocket loads (gRPC channels, WebSockets).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub connections: u32,
+
+    /// Replies per grpc-stream call (slowapp's `Count`), one every delay / N.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub stream_messages: u32,
 
     /// Requests per second, open loop.
     #[arg(long, default_value_t = 80.0, value_parser = crate::cli::positive_f64)]
@@ -76,10 +97,21 @@ pub(super) struct LoadgenOutput {
 pub(super) struct LoadgenRun {
     pub(super) started_unix: f64,
     pub(super) target: String,
+    /// What was sent (`http`, `grpc-unary`, `grpc-stream`, `websocket`); a record without it
+    /// is from before the load had kinds: `http`.
+    #[serde(default = "http")]
+    pub(super) kind: String,
+    /// The grpc-* and websocket loads' long-lived connections (none for `http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) connections: Option<u32>,
     #[serde(flatten)]
     pub(super) load: LoadJson,
     /// Why the load stopped: `duration` or `stdin closed`.
     pub(super) stopped_by: String,
+}
+
+fn http() -> String {
+    LoadKind::Http.name().to_string()
 }
 
 fn unix_now() -> f64 {
@@ -102,7 +134,12 @@ pub async fn loadgen(args: LoadgenArgs) -> Result<bool> {
     };
     let rec = Recorder::new();
     let started_unix = unix_now();
-    let load = Load::start(args.target, cfg.clone(), rec.clone());
+    let proto = ProtocolLoad {
+        kind: args.load,
+        connections: args.connections as usize,
+        stream_messages: args.stream_messages,
+    };
+    let load = Load::start_kind(&proto, Target::Addr(args.target), cfg.clone(), rec.clone())?;
     let stdin_closed = async {
         if !args.stop_on_stdin_eof {
             return std::future::pending().await;
@@ -121,6 +158,8 @@ pub async fn loadgen(args: LoadgenArgs) -> Result<bool> {
         run: LoadgenRun {
             started_unix,
             target: args.target.to_string(),
+            kind: args.load.name().to_string(),
+            connections: (args.load != LoadKind::Http).then_some(args.connections),
             load: LoadJson::from(&cfg),
             stopped_by: stopped_by.to_string(),
         },

@@ -157,13 +157,14 @@ fn one_report(run: &RunSpec, front: &str) -> Result<(RunSummary, Arc<Recorder>, 
     if let Err(e) = events::read(&run.dir, t0, &rec) {
         error = Some(format!("reading the cluster's events: {e:#}"));
     }
-    let summary = report::summarize_records(
-        &run.name,
-        front,
-        run.expect == Expect::Lossless,
-        &rec,
-        error,
-    );
+    // The load's kind in the scenario column when it is not the HTTP mix: a gRPC run and an
+    // HTTP run of the same scenario must not read alike.
+    let name = match load.run.kind.as_str() {
+        "http" => run.name.clone(),
+        kind => format!("{} ({kind})", run.name),
+    };
+    let summary =
+        report::summarize_records(&name, front, run.expect == Expect::Lossless, &rec, error);
     Ok((summary, rec, load.run))
 }
 

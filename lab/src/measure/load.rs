@@ -43,12 +43,6 @@ pub struct Load {
 }
 
 impl Load {
-    pub fn start(target: SocketAddr, cfg: LoadConfig, rec: Arc<Recorder>) -> Load {
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(generate(target, cfg, rec, stop_rx));
-        Load { stop, task }
-    }
-
     /// Starts the load `proto.kind` says against `target`: HTTP and WebSocket need an address
     /// (a front), gRPC takes either an address or the endpoints (client-side balancing).
     pub fn start_kind(
