@@ -76,15 +76,11 @@ pub async fn run(
     tokio::pin!(shutdown);
     let app = Arc::new(App::new(config.served_by(), config.response_delay));
 
-    if !config.startup_delay.is_zero() {
-        tracing::info!(listen = %config.listen, "waiting {} before binding", format_duration(config.startup_delay));
-        tokio::select! {
-            _ = tokio::time::sleep(config.startup_delay) => {}
-            signal = &mut shutdown => {
-                tracing::info!(signal = signal.name(), "shutdown signal during the startup delay: exiting without serving");
-                return Ok(Report { completed: 0, cut: 0 });
-            }
-        }
+    if !wait_startup_delay(config, shutdown.as_mut()).await {
+        return Ok(Report {
+            completed: 0,
+            cut: 0,
+        });
     }
 
     let listener = TcpListener::bind(config.listen)
@@ -112,7 +108,41 @@ pub async fn run(
         format_duration(config.shutdown_timeout)
     );
 
-    let report = match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
+    let report = drain(config, &app, graceful).await;
+    // Upgraded connections are not hyper's any more: nothing waits for them or closes them, so
+    // they end with the process, without a Close frame, as in an app with no help at shutdown.
+    let websockets = app.websockets().count();
+    if websockets > 0 {
+        tracing::warn!(
+            websockets,
+            "{websockets} WebSocket connection(s) end with the process, without a Close frame"
+        );
+    }
+    Ok(report)
+}
+
+/// Waits `--startup-delay` before binding (a slow-starting app). Returns false when a signal
+/// came first: the run ends without serving.
+async fn wait_startup_delay<S>(config: &Config, shutdown: Pin<&mut S>) -> bool
+where
+    S: Future<Output = Signal>,
+{
+    if config.startup_delay.is_zero() {
+        return true;
+    }
+    tracing::info!(listen = %config.listen, "waiting {} before binding", format_duration(config.startup_delay));
+    tokio::select! {
+        _ = tokio::time::sleep(config.startup_delay) => true,
+        signal = shutdown => {
+            tracing::info!(signal = signal.name(), "shutdown signal during the startup delay: exiting without serving");
+            false
+        }
+    }
+}
+
+/// Lets the connections finish for up to `--shutdown-timeout`; what still runs then is cut.
+async fn drain(config: &Config, app: &App, graceful: GracefulShutdown) -> Report {
+    match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
         Ok(()) => {
             let report = Report {
                 completed: app.stats().completed(),
@@ -138,17 +168,7 @@ pub async fn run(
             );
             report
         }
-    };
-    // Upgraded connections are not hyper's any more: nothing waits for them or closes them, so
-    // they end with the process, without a Close frame, as in an app with no help at shutdown.
-    let websockets = app.websockets().count();
-    if websockets > 0 {
-        tracing::warn!(
-            websockets,
-            "{websockets} WebSocket connection(s) end with the process, without a Close frame"
-        );
     }
-    Ok(report)
 }
 
 /// Accepts connections and serves each on its own task until the shutdown signal.

@@ -175,38 +175,7 @@ impl Conn {
     }
 
     async fn read_response(&mut self, head_only: bool) -> Result<Response, ClientError> {
-        self.buf.clear();
-        let (status, headers, version, head_len) = loop {
-            let mut hs = [httparse::EMPTY_HEADER; 64];
-            let mut r = httparse::Response::new(&mut hs);
-            match r.parse(&self.buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let status = r.code.unwrap_or(0);
-                    let headers: Vec<(String, String)> = r
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_string(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect();
-                    // 1xx interim responses are skipped.
-                    if (100..200).contains(&status) && status != 101 {
-                        self.buf.drain(..len);
-                        continue;
-                    }
-                    break (status, headers, r.version.unwrap_or(1), len);
-                }
-                Ok(httparse::Status::Partial) => {
-                    let got = self.buf.len();
-                    self.fill(got).await?
-                }
-                Err(e) => return Err(ClientError::Other(format!("malformed response: {e}"))),
-            }
-        };
-        self.buf.drain(..head_len);
+        let (status, headers, version, head_len) = self.read_head().await?;
         let get = |n: &str| {
             headers
                 .iter()
@@ -225,23 +194,11 @@ impl Conn {
                 .trim()
                 .parse()
                 .map_err(|_| ClientError::Other(format!("bad content-length {len}")))?;
-            while self.buf.len() < len {
-                let got = head_len + self.buf.len();
-                self.fill(got).await?;
-            }
-            self.buf.drain(..len).collect()
+            self.read_length(head_len, len).await?
         } else {
             // Delimited by close.
             close = true;
-            loop {
-                let mut chunk = [0u8; 8192];
-                match self.stream.read(&mut chunk).await {
-                    Ok(0) => break,
-                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                    Err(e) => return Err(ClientError::from_io(e)),
-                }
-            }
-            std::mem::take(&mut self.buf)
+            self.read_to_close().await?
         };
         Ok(Response {
             status,
@@ -249,6 +206,63 @@ impl Conn {
             body,
             close,
         })
+    }
+
+    /// The final response head (1xx interim responses skipped): status, headers, HTTP minor
+    /// version, head length. The buffer keeps what followed the head.
+    async fn read_head(&mut self) -> Result<(u16, Vec<(String, String)>, u8, usize), ClientError> {
+        self.buf.clear();
+        loop {
+            let mut hs = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut hs);
+            match r.parse(&self.buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = r.code.unwrap_or(0);
+                    if (100..200).contains(&status) && status != 101 {
+                        self.buf.drain(..len);
+                        continue;
+                    }
+                    let headers = r
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect();
+                    let version = r.version.unwrap_or(1);
+                    self.buf.drain(..len);
+                    return Ok((status, headers, version, len));
+                }
+                Ok(httparse::Status::Partial) => {
+                    let got = self.buf.len();
+                    self.fill(got).await?
+                }
+                Err(e) => return Err(ClientError::Other(format!("malformed response: {e}"))),
+            }
+        }
+    }
+
+    async fn read_length(&mut self, head_len: usize, len: usize) -> Result<Vec<u8>, ClientError> {
+        while self.buf.len() < len {
+            let got = head_len + self.buf.len();
+            self.fill(got).await?;
+        }
+        Ok(self.buf.drain(..len).collect())
+    }
+
+    async fn read_to_close(&mut self) -> Result<Vec<u8>, ClientError> {
+        loop {
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(ClientError::from_io(e)),
+            }
+        }
+        Ok(std::mem::take(&mut self.buf))
     }
 
     async fn read_chunked(&mut self, head_len: usize) -> Result<Vec<u8>, ClientError> {

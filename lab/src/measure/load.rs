@@ -8,7 +8,7 @@
 //! has sent); short and long requests (`?delay_ms=N` on slowapp).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -132,6 +132,22 @@ struct Plan {
     body_len: usize,
 }
 
+impl Plan {
+    fn method(&self) -> &'static str {
+        if self.post {
+            "POST"
+        } else {
+            "GET"
+        }
+    }
+
+    fn delay_ms(&self) -> u64 {
+        self.delay.as_millis() as u64
+    }
+}
+
+/// One request of the load: sent (on a pooled connection when the plan says keep-alive),
+/// bounded by `timeout`, and recorded whatever happened.
 async fn one(
     id: u64,
     target: SocketAddr,
@@ -141,51 +157,14 @@ async fn one(
     rec: Arc<Recorder>,
 ) {
     let start = rec.now();
-    let method = if plan.post { "POST" } else { "GET" };
-    let delay_ms = plan.delay.as_millis() as u64;
-    let path = format!("/?delay_ms={delay_ms}&id={id}");
-    let body = if plan.post {
-        vec![b'x'; plan.body_len]
-    } else {
-        Vec::new()
-    };
     let pooled = if plan.keepalive {
         take_pooled(&pool)
     } else {
         None
     };
     let reused = pooled.is_some();
-    let host = target.to_string();
-    let port = AtomicU16::new(0);
-    let retried = AtomicBool::new(false);
-    let close = !plan.keepalive;
-    let send = |conn: Option<Conn>| async {
-        let mut conn = match conn {
-            Some(c) => c,
-            None => Conn::connect_from(target, |p| port.store(p, Ordering::Relaxed))
-                .await
-                .map_err(|e| (e, false))?,
-        };
-        port.store(conn.local_port, Ordering::Relaxed);
-        match conn.request(method, &host, &path, &body, close).await {
-            Ok(resp) => Ok((conn, resp)),
-            Err(e) => Err((e, conn.got_bytes)),
-        }
-    };
-    let attempt = async {
-        match send(pooled).await {
-            // A server may close an idle keep-alive connection at any moment (RFC 9112
-            // 9.3.1); a request that crossed the close got no byte back, and clients (Go's
-            // transport, curl, browsers) send an idempotent request again on a new connection.
-            // A POST is not retried: it stays lost.
-            Err((ClientError::Eof(_) | ClientError::Reset(_), false)) if reused && !plan.post => {
-                retried.store(true, Ordering::Relaxed);
-                send(None).await.map_err(|(e, _)| e)
-            }
-            other => other.map_err(|(e, _)| e),
-        }
-    };
-    let result = tokio::time::timeout(timeout, attempt)
+    let mut exchange = Exchange::new(id, target, &plan);
+    let result = tokio::time::timeout(timeout, exchange.attempt(pooled))
         .await
         .unwrap_or(Err(ClientError::Timeout));
     let mut record = RequestRecord {
@@ -194,14 +173,14 @@ async fn one(
         end: rec.now(),
         client: if plan.keepalive { "keepalive" } else { "new" },
         reused,
-        retried: retried.load(Ordering::Relaxed),
-        method,
-        delay_ms,
+        retried: exchange.retried,
+        method: plan.method(),
+        delay_ms: plan.delay_ms(),
         outcome: Outcome::Other,
         status: None,
         pod: None,
         error: None,
-        local_port: port.load(Ordering::Relaxed),
+        local_port: exchange.port.load(Ordering::Relaxed),
         routed_to: None,
         front_caused: false,
     };
@@ -218,6 +197,75 @@ async fn one(
         }
     }
     rec.request(record);
+}
+
+/// The request on the wire: what is sent, and what the attempts learned (the local port of the
+/// last connection, which the report matches against the fronts' logs; whether it was retried).
+struct Exchange {
+    target: SocketAddr,
+    host: String,
+    method: &'static str,
+    path: String,
+    body: Vec<u8>,
+    close: bool,
+    retry_allowed: bool,
+    port: AtomicU16,
+    retried: bool,
+}
+
+impl Exchange {
+    fn new(id: u64, target: SocketAddr, plan: &Plan) -> Exchange {
+        Exchange {
+            target,
+            host: target.to_string(),
+            method: plan.method(),
+            path: format!("/?delay_ms={}&id={id}", plan.delay_ms()),
+            body: if plan.post {
+                vec![b'x'; plan.body_len]
+            } else {
+                Vec::new()
+            },
+            close: !plan.keepalive,
+            retry_allowed: !plan.post,
+            port: AtomicU16::new(0),
+            retried: false,
+        }
+    }
+
+    async fn attempt(&mut self, pooled: Option<Conn>) -> Result<(Conn, Response), ClientError> {
+        let reused = pooled.is_some();
+        match self.send(pooled).await {
+            // A server may close an idle keep-alive connection at any moment (RFC 9112
+            // 9.3.1); a request that crossed the close got no byte back, and clients (Go's
+            // transport, curl, browsers) send an idempotent request again on a new connection.
+            // A POST is not retried: it stays lost.
+            Err((ClientError::Eof(_) | ClientError::Reset(_), false))
+                if reused && self.retry_allowed =>
+            {
+                self.retried = true;
+                self.send(None).await.map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// One try; an error says whether any response byte had arrived (then it is not retried).
+    async fn send(&self, conn: Option<Conn>) -> Result<(Conn, Response), (ClientError, bool)> {
+        let mut conn = match conn {
+            Some(c) => c,
+            None => Conn::connect_from(self.target, |p| self.port.store(p, Ordering::Relaxed))
+                .await
+                .map_err(|e| (e, false))?,
+        };
+        self.port.store(conn.local_port, Ordering::Relaxed);
+        match conn
+            .request(self.method, &self.host, &self.path, &self.body, self.close)
+            .await
+        {
+            Ok(resp) => Ok((conn, resp)),
+            Err(e) => Err((e, conn.got_bytes)),
+        }
+    }
 }
 
 /// A pooled connection, if one is left that the server has not closed; the closed ones are

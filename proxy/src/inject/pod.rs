@@ -257,6 +257,9 @@ fn lameduck_args(
     Ok((args, grace))
 }
 
+/// A container port with where it is: (container index, port index, the port).
+type Located<'a> = (usize, usize, &'a ContainerPort);
+
 /// Which port of which main container lameduck fronts: `--port` / `lameduck.io/port`, else the
 /// one the Services target, else the only HTTP-looking one.
 fn choose_port(
@@ -264,7 +267,7 @@ fn choose_port(
     targets: &[ServiceTarget],
     wanted: Option<&PortRef>,
 ) -> Result<(usize, usize), String> {
-    let all: Vec<(usize, usize, &ContainerPort)> = spec
+    let all: Vec<Located> = spec
         .containers
         .iter()
         .enumerate()
@@ -273,40 +276,38 @@ fn choose_port(
     if all.is_empty() {
         return Err("no container declares a port: nothing for lameduck to front".to_string());
     }
-    let looks = |p: &ContainerPort| {
-        let app_protocols: Vec<String> = targets
-            .iter()
-            .filter(|t| t.container_port == p.container_port)
-            .filter_map(|t| t.app_protocol.clone())
-            .collect();
-        ports::classify(
-            p.container_port,
-            p.name.as_deref(),
-            p.protocol.as_deref(),
-            &app_protocols,
-        )
-    };
-    if let Some(wanted) = wanted {
-        let found = all.iter().find(|(_, _, p)| match wanted {
-            PortRef::Number(n) => p.container_port == *n,
-            PortRef::Name(n) => p.name.as_deref() == Some(n.as_str()),
-        });
-        let Some((ci, pi, p)) = found else {
-            return Err(format!("port {wanted}: no container has it"));
-        };
-        // Asked for by name: trusted over the conventions, but never a UDP or SCTP port.
-        if let Some(proto) = p
-            .protocol
-            .as_deref()
-            .filter(|s| !s.eq_ignore_ascii_case("TCP"))
-        {
-            return Err(format!(
-                "port {wanted} is {proto}: lameduck proxies TCP only"
-            ));
-        }
-        return Ok((*ci, *pi));
+    match wanted {
+        Some(wanted) => wanted_port(&all, wanted),
+        None => inferred_port(&all, targets),
     }
-    let targeted: Vec<&(usize, usize, &ContainerPort)> = all
+}
+
+/// The port asked for: trusted over the conventions, but never a UDP or SCTP port.
+fn wanted_port(all: &[Located], wanted: &PortRef) -> Result<(usize, usize), String> {
+    let found = all.iter().find(|(_, _, p)| match wanted {
+        PortRef::Number(n) => p.container_port == *n,
+        PortRef::Name(n) => p.name.as_deref() == Some(n.as_str()),
+    });
+    let Some((ci, pi, p)) = found else {
+        return Err(format!("port {wanted}: no container has it"));
+    };
+    if let Some(proto) = p
+        .protocol
+        .as_deref()
+        .filter(|s| !s.eq_ignore_ascii_case("TCP"))
+    {
+        return Err(format!(
+            "port {wanted} is {proto}: lameduck proxies TCP only"
+        ));
+    }
+    Ok((*ci, *pi))
+}
+
+/// The one port that looks like HTTP (or, failing that, the one that might), among those the
+/// Services target, or all declared ones when no Service targets any. None or several is an
+/// error that says which to name.
+fn inferred_port(all: &[Located], targets: &[ServiceTarget]) -> Result<(usize, usize), String> {
+    let targeted: Vec<&Located> = all
         .iter()
         .filter(|(_, _, p)| targets.iter().any(|t| t.container_port == p.container_port))
         .collect();
@@ -319,7 +320,7 @@ fn choose_port(
     let mut unknown = Vec::new();
     let mut not_http = Vec::new();
     for c in candidates {
-        match looks(c.2) {
+        match looks(c.2, targets) {
             Looks::Http => http.push(c),
             Looks::Unknown => unknown.push(c),
             Looks::NotHttp(why) => not_http.push(format!("{} ({why})", describe(c.2))),
@@ -343,6 +344,22 @@ fn choose_port(
             settings::PORT
         )),
     }
+}
+
+/// What a port looks like, by its number, name, protocol and the `appProtocol` of the Service
+/// ports that target it.
+fn looks(p: &ContainerPort, targets: &[ServiceTarget]) -> Looks {
+    let app_protocols: Vec<String> = targets
+        .iter()
+        .filter(|t| t.container_port == p.container_port)
+        .filter_map(|t| t.app_protocol.clone())
+        .collect();
+    ports::classify(
+        p.container_port,
+        p.name.as_deref(),
+        p.protocol.as_deref(),
+        &app_protocols,
+    )
 }
 
 fn describe(p: &ContainerPort) -> String {
@@ -532,27 +549,6 @@ fn sidecar(
     data_port_name: &str,
     admin_port: u16,
 ) -> Container {
-    let admin = || IntOrString::Str(ADMIN_PORT_NAME.to_string());
-    let probe = |path: &str, timing: Value| {
-        let mut h = Handler {
-            http_get: Some(HttpGet {
-                path: Some(path.to_string()),
-                port: admin(),
-                ..HttpGet::default()
-            }),
-            ..Handler::default()
-        };
-        if let Value::Object(m) = timing {
-            h.extra = m;
-        }
-        h
-    };
-    let port = |name: &str, number: u16| ContainerPort {
-        name: Some(name.to_string()),
-        container_port: number,
-        protocol: Some("TCP".to_string()),
-        ..ContainerPort::default()
-    };
     let mut c = Container {
         name: CONTAINER.to_string(),
         image: Some(settings.image.clone()),
@@ -563,37 +559,21 @@ fn sidecar(
             value_from: None,
         }],
         ports: vec![
-            port(data_port_name, data_port),
-            port(ADMIN_PORT_NAME, admin_port),
+            tcp_port(data_port_name, data_port),
+            tcp_port(ADMIN_PORT_NAME, admin_port),
         ],
-        readiness_probe: Some(probe(
+        readiness_probe: Some(admin_get(
             "/ready",
             json!({"periodSeconds": 2, "timeoutSeconds": 1, "failureThreshold": 2}),
         )),
-        liveness_probe: Some(probe(
+        liveness_probe: Some(admin_get(
             "/live",
             json!({"periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3}),
         )),
         ..Container::default()
     };
     if settings.native {
-        c.restart_policy = Some("Always".to_string());
-        // /live, not /ready: the app starts only once this passes, and /ready waits for it.
-        c.startup_probe = Some(probe(
-            "/live",
-            json!({"periodSeconds": 1, "failureThreshold": 30}),
-        ));
-        c.lifecycle = Some(Lifecycle {
-            pre_stop: Some(Handler {
-                http_get: Some(HttpGet {
-                    path: Some("/drain".to_string()),
-                    port: admin(),
-                    ..HttpGet::default()
-                }),
-                ..Handler::default()
-            }),
-            ..Lifecycle::default()
-        });
+        as_native_sidecar(&mut c);
     }
     c.extra.insert(
         "resources".to_string(),
@@ -611,6 +591,46 @@ fn sidecar(
         }),
     );
     c
+}
+
+/// A native sidecar (an init container that keeps running): it must be up before the app
+/// starts, and it drains in its own preStop, since the kubelet stops it only after the app.
+fn as_native_sidecar(c: &mut Container) {
+    c.restart_policy = Some("Always".to_string());
+    // /live, not /ready: the app starts only once this passes, and /ready waits for it.
+    c.startup_probe = Some(admin_get(
+        "/live",
+        json!({"periodSeconds": 1, "failureThreshold": 30}),
+    ));
+    c.lifecycle = Some(Lifecycle {
+        pre_stop: Some(admin_get("/drain", json!({}))),
+        ..Lifecycle::default()
+    });
+}
+
+/// An HTTP GET of `path` on the admin port, with the probe's timing fields (none for a hook).
+fn admin_get(path: &str, timing: Value) -> Handler {
+    let mut h = Handler {
+        http_get: Some(HttpGet {
+            path: Some(path.to_string()),
+            port: IntOrString::Str(ADMIN_PORT_NAME.to_string()),
+            ..HttpGet::default()
+        }),
+        ..Handler::default()
+    };
+    if let Value::Object(m) = timing {
+        h.extra = m;
+    }
+    h
+}
+
+fn tcp_port(name: &str, number: u16) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_string()),
+        container_port: number,
+        protocol: Some("TCP".to_string()),
+        ..ContainerPort::default()
+    }
 }
 
 /// A one-line account of an outcome.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::core::{Event, Outcome, Shutdown, Timings};
+use super::core::{Event, Outcome, Shutdown, Step, Timings};
 use super::Lifecycle;
 use crate::phase::Phase;
 
@@ -36,31 +36,17 @@ const CUT_GRACE: Duration = Duration::from_secs(1);
 pub async fn drive(
     lc: Arc<Lifecycle>,
     timings: Timings,
-    mut signals: mpsc::Receiver<Signal>,
+    signals: mpsc::Receiver<Signal>,
 ) -> Outcome {
     let mut core = Shutdown::new(timings);
-    let mut app_ready = lc.app_ready_rx();
-    let mut signals_open = true;
+    let mut inputs = Inputs {
+        app_ready: lc.app_ready_rx(),
+        signals,
+        signals_open: true,
+    };
     loop {
         let phase = core.phase();
-        let deadline = core.deadline();
-        let (event, cause) = tokio::select! {
-            biased;
-            s = signals.recv(), if signals_open => match s {
-                Some(s) => (Event::Signal, s.as_str()),
-                None => {
-                    signals_open = false;
-                    continue;
-                }
-            },
-            _ = lc.drain_requested.notified() => (Event::DrainRequested, "admin /drain"),
-            // The sender lives in `lc`: this cannot fail.
-            _ = app_ready.wait_for(|r| *r), if phase == Phase::Starting => (Event::AppReady, ""),
-            _ = lc.drain.empty(), if phase == Phase::Draining => (Event::Empty, ""),
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                (Event::Timer, "")
-            }
-        };
+        let (event, cause) = inputs.next(&lc, phase, core.deadline()).await;
         let now = Instant::now();
         if event == Event::Timer {
             // Arrivals are not events of their own (that would cost every request a message):
@@ -70,40 +56,10 @@ pub async fn drive(
             }
         }
         let step = core.handle(now, event);
-        if step.repeated && event == Event::Signal {
-            tracing::info!(
-                signal = cause,
-                phase = phase.as_str(),
-                "signal received; shutdown already under way"
-            );
-        }
-        if step.entered == Some(Phase::LameDuck) {
-            lc.begin(core.signal_at().unwrap_or(now), cause);
-        }
-        if step.cut {
-            let cut = lc.drain.in_flight() as u64;
-            lc.add_cut(cut);
-            tracing::warn!(
-                requests_cut = cut,
-                open_conns = lc.drain.open_connections(),
-                drain_timeout_ms = timings.drain_timeout.as_millis() as u64,
-                "drain timeout: cutting what is left"
-            );
-        }
-        if let Some(to) = step.entered {
-            lc.enter(to, now);
-        }
+        carry_out(&lc, &core, &step, phase, (event, cause), now, timings);
         match step.exit {
             None => {}
-            Some(Outcome::Forced) => {
-                tracing::warn!(
-                    signal = cause,
-                    phase = phase.as_str(),
-                    in_flight = lc.drain.in_flight(),
-                    "second signal: exiting now, without finishing the drain"
-                );
-                return Outcome::Forced;
-            }
+            Some(Outcome::Forced) => return Outcome::Forced,
             Some(Outcome::Drained) => {
                 if step.cut {
                     // Cut connections close as soon as their tasks see Drained.
@@ -112,6 +68,89 @@ pub async fn drive(
                 return Outcome::Drained;
             }
         }
+    }
+}
+
+/// What the driver waits on besides the lifecycle's own notifications.
+struct Inputs {
+    signals: mpsc::Receiver<Signal>,
+    signals_open: bool,
+    app_ready: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Inputs {
+    /// The next event the core waits for in `phase`, and its cause for the logs: a signal,
+    /// `/drain`, the app turning ready (Starting), the drain emptying (Draining), the deadline.
+    async fn next(
+        &mut self,
+        lc: &Lifecycle,
+        phase: Phase,
+        deadline: Option<Instant>,
+    ) -> (Event, &'static str) {
+        loop {
+            return tokio::select! {
+                biased;
+                s = self.signals.recv(), if self.signals_open => match s {
+                    Some(s) => (Event::Signal, s.as_str()),
+                    None => {
+                        self.signals_open = false;
+                        continue;
+                    }
+                },
+                _ = lc.drain_requested.notified() => (Event::DrainRequested, "admin /drain"),
+                // The sender lives in `lc`: this cannot fail.
+                _ = self.app_ready.wait_for(|r| *r), if phase == Phase::Starting => {
+                    (Event::AppReady, "")
+                }
+                _ = lc.drain.empty(), if phase == Phase::Draining => (Event::Empty, ""),
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
+                    if deadline.is_some() => (Event::Timer, ""),
+            };
+        }
+    }
+}
+
+/// Carries out a step of the core: the logs, the window's start, the count of what was cut,
+/// the phase published.
+fn carry_out(
+    lc: &Lifecycle,
+    core: &Shutdown,
+    step: &Step,
+    phase: Phase,
+    (event, cause): (Event, &'static str),
+    now: Instant,
+    timings: Timings,
+) {
+    if step.repeated && event == Event::Signal {
+        tracing::info!(
+            signal = cause,
+            phase = phase.as_str(),
+            "signal received; shutdown already under way"
+        );
+    }
+    if step.entered == Some(Phase::LameDuck) {
+        lc.begin(core.signal_at().unwrap_or(now), cause);
+    }
+    if step.cut {
+        let cut = lc.drain.in_flight() as u64;
+        lc.add_cut(cut);
+        tracing::warn!(
+            requests_cut = cut,
+            open_conns = lc.drain.open_connections(),
+            drain_timeout_ms = timings.drain_timeout.as_millis() as u64,
+            "drain timeout: cutting what is left"
+        );
+    }
+    if let Some(to) = step.entered {
+        lc.enter(to, now);
+    }
+    if step.exit == Some(Outcome::Forced) {
+        tracing::warn!(
+            signal = cause,
+            phase = phase.as_str(),
+            in_flight = lc.drain.in_flight(),
+            "second signal: exiting now, without finishing the drain"
+        );
     }
 }
 

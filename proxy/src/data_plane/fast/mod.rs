@@ -449,85 +449,145 @@ impl FastPath {
         ubuf: &mut Vec<u8>,
         resp: ResponsePlan,
     ) -> Result<bool, Failure> {
-        let mut out = resp.client_head;
-        let body = &ubuf[resp.head_len..];
-        match resp.framing {
+        let reusable = resp.upstream_reusable;
+        let head_len = resp.head_len;
+        let out = resp.client_head;
+        let ended_clean = match resp.framing {
             Framing::Empty => {
-                let clean = body.is_empty();
-                self.write(client, &out).await?;
-                buffers::give(std::mem::take(&mut out));
-                Ok(clean && resp.upstream_reusable)
+                let clean = ubuf.len() == head_len;
+                self.write_head_with(client, out, &[]).await?;
+                clean
             }
-            Framing::Length(n) => {
-                let take = usize::try_from(n).map_or(body.len(), |n| n.min(body.len()));
-                let extra = body.len() > take;
-                out.extend_from_slice(&body[..take]);
-                self.write(client, &out).await?;
-                buffers::give(std::mem::take(&mut out));
-                let rest = n - take as u64;
-                if rest > 0 {
-                    self.copy_exact(up, client, rest, ubuf).await?;
-                }
-                Ok(!extra && resp.upstream_reusable)
-            }
-            Framing::Chunked => {
-                let mut end = ChunkedEnd::default();
-                let bad = |e: body::BadChunk| {
-                    Failure::UpstreamMidResponse(UpstreamErrorKind::Protocol, e.to_string())
-                };
-                let mut done = end.feed(body).map_err(bad)?;
-                let mut extra = done.is_some_and(|k| k < body.len());
-                out.extend_from_slice(&body[..done.unwrap_or(body.len())]);
-                self.write(client, &out).await?;
-                buffers::give(std::mem::take(&mut out));
-                while done.is_none() {
-                    if self.next_piece(up, ubuf).await? == 0 {
-                        return Err(mid_response(io::ErrorKind::UnexpectedEof.into()));
-                    }
-                    done = end.feed(ubuf).map_err(bad)?;
-                    extra = done.is_some_and(|k| k < ubuf.len());
-                    self.write(client, &ubuf[..done.unwrap_or(ubuf.len())])
-                        .await?;
-                }
-                Ok(!extra && resp.upstream_reusable)
-            }
+            Framing::Length(n) => self.send_length(client, up, ubuf, out, head_len, n).await?,
+            Framing::Chunked => self.send_chunked(client, up, ubuf, out, head_len).await?,
             Framing::UntilClose if resp.rechunk => {
-                // Each piece as a chunk, the last chunk only at the app's clean EOF: a body the
-                // app cut short (reset, stall) ends without it, which every client detects.
-                push_chunk(&mut out, body);
-                self.write(client, &out).await?;
-                buffers::give(std::mem::take(&mut out));
-                let mut framed = buffers::take();
-                loop {
-                    let n = self.next_piece(up, ubuf).await?;
-                    framed.clear();
-                    if n == 0 {
-                        framed.extend_from_slice(b"0\r\n\r\n");
-                        self.write(client, &framed).await?;
-                        break;
-                    }
-                    push_chunk(&mut framed, ubuf);
-                    self.write(client, &framed).await?;
-                }
-                buffers::give(framed);
-                Ok(false)
+                self.send_rechunked(client, up, ubuf, out, head_len).await?
             }
             Framing::UntilClose => {
-                out.extend_from_slice(body);
-                self.write(client, &out).await?;
-                buffers::give(std::mem::take(&mut out));
-                let until_close = |f| match f {
-                    Failure::UpstreamMidResponse(kind, e) => {
-                        Failure::UpstreamMidResponseUntilClose(kind, e)
-                    }
-                    other => other,
-                };
-                while self.next_piece(up, ubuf).await.map_err(until_close)? > 0 {
-                    self.write(client, ubuf).await?;
-                }
-                Ok(false)
+                self.send_until_close(client, up, ubuf, out, head_len)
+                    .await?
             }
+        };
+        Ok(ended_clean && reusable)
+    }
+
+    /// The client head with the first bytes of the body appended, in one write; the head's
+    /// buffer goes back to the pool.
+    async fn write_head_with(
+        &self,
+        client: &mut TcpStream,
+        mut out: Vec<u8>,
+        body: &[u8],
+    ) -> Result<(), Failure> {
+        out.extend_from_slice(body);
+        let written = self.write(client, &out).await;
+        buffers::give(out);
+        written
+    }
+
+    /// A `Content-Length` body. Returns whether the app sent nothing past it.
+    async fn send_length(
+        &self,
+        client: &mut TcpStream,
+        up: &mut TcpStream,
+        ubuf: &mut Vec<u8>,
+        out: Vec<u8>,
+        head_len: usize,
+        n: u64,
+    ) -> Result<bool, Failure> {
+        let body = &ubuf[head_len..];
+        let take = usize::try_from(n).map_or(body.len(), |n| n.min(body.len()));
+        let extra = body.len() > take;
+        self.write_head_with(client, out, &body[..take]).await?;
+        let rest = n - take as u64;
+        if rest > 0 {
+            self.copy_exact(up, client, rest, ubuf).await?;
         }
+        Ok(!extra)
+    }
+
+    /// A chunked body, passed on as it is, up to its last chunk (tracked by [`ChunkedEnd`]).
+    /// Returns whether the app sent nothing past it.
+    async fn send_chunked(
+        &self,
+        client: &mut TcpStream,
+        up: &mut TcpStream,
+        ubuf: &mut Vec<u8>,
+        out: Vec<u8>,
+        head_len: usize,
+    ) -> Result<bool, Failure> {
+        let mut end = ChunkedEnd::default();
+        let bad = |e: body::BadChunk| {
+            Failure::UpstreamMidResponse(UpstreamErrorKind::Protocol, e.to_string())
+        };
+        let body = &ubuf[head_len..];
+        let mut done = end.feed(body).map_err(bad)?;
+        let mut extra = done.is_some_and(|k| k < body.len());
+        self.write_head_with(client, out, &body[..done.unwrap_or(body.len())])
+            .await?;
+        while done.is_none() {
+            if self.next_piece(up, ubuf).await? == 0 {
+                return Err(mid_response(io::ErrorKind::UnexpectedEof.into()));
+            }
+            done = end.feed(ubuf).map_err(bad)?;
+            extra = done.is_some_and(|k| k < ubuf.len());
+            self.write(client, &ubuf[..done.unwrap_or(ubuf.len())])
+                .await?;
+        }
+        Ok(!extra)
+    }
+
+    /// A body that ends when the app closes, sent to an HTTP/1.1 client as chunks: each piece
+    /// as a chunk, the last chunk only at the app's clean EOF, so a body the app cut short
+    /// (reset, stall) ends without it, which every client detects. Never reusable.
+    async fn send_rechunked(
+        &self,
+        client: &mut TcpStream,
+        up: &mut TcpStream,
+        ubuf: &mut Vec<u8>,
+        mut out: Vec<u8>,
+        head_len: usize,
+    ) -> Result<bool, Failure> {
+        push_chunk(&mut out, &ubuf[head_len..]);
+        self.write_head_with(client, out, &[]).await?;
+        let mut framed = buffers::take();
+        loop {
+            let n = self.next_piece(up, ubuf).await?;
+            framed.clear();
+            if n == 0 {
+                framed.extend_from_slice(b"0\r\n\r\n");
+                self.write(client, &framed).await?;
+                break;
+            }
+            push_chunk(&mut framed, ubuf);
+            self.write(client, &framed).await?;
+        }
+        buffers::give(framed);
+        Ok(false)
+    }
+
+    /// A body that ends when the app closes, passed on as it is (to an HTTP/1.0 client, or
+    /// with a Transfer-Encoding other than chunked); the client's connection closes after it.
+    /// Never reusable.
+    async fn send_until_close(
+        &self,
+        client: &mut TcpStream,
+        up: &mut TcpStream,
+        ubuf: &mut Vec<u8>,
+        out: Vec<u8>,
+        head_len: usize,
+    ) -> Result<bool, Failure> {
+        self.write_head_with(client, out, &ubuf[head_len..]).await?;
+        let until_close = |f| match f {
+            Failure::UpstreamMidResponse(kind, e) => {
+                Failure::UpstreamMidResponseUntilClose(kind, e)
+            }
+            other => other,
+        };
+        while self.next_piece(up, ubuf).await.map_err(until_close)? > 0 {
+            self.write(client, ubuf).await?;
+        }
+        Ok(false)
     }
 
     /// Streams exactly `len` bytes of a response body from the app to the client, never
