@@ -23,6 +23,12 @@ fn rollout(load: &str, fronts: &str, method: &str) -> PathBuf {
         .output()
         .expect("running the lab");
     let summary = read_json(&out.join("summary.json"));
+    assert_eq!(
+        summary["settings"]["kind"],
+        load,
+        "summary.json names the load it ran\n{}",
+        show(&o)
+    );
     let runs = summary["runs"]
         .as_array()
         .unwrap_or_else(|| panic!("no runs in summary.json\n{}", show(&o)));
@@ -55,6 +61,16 @@ fn rollout(load: &str, fronts: &str, method: &str) -> PathBuf {
             ),
         }
         let run = read_json(&out.join(format!("{scenario}-{front}/run.json")));
+        assert_eq!(
+            run["settings"]["kind"], load,
+            "run.json names the load it ran"
+        );
+        assert!(
+            run["settings"]["connections"]
+                .as_u64()
+                .is_some_and(|n| n > 0),
+            "a long-lived load's run.json says over how many connections"
+        );
         for req in run["requests"].as_array().unwrap() {
             assert_eq!(req["method"], method, "{req}");
             if req["outcome"] == "ok" {

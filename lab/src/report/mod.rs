@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::fronts::FrontKind;
 use crate::measure::load::LoadConfig;
 use crate::measure::record::{Event, EventKind, Outcome, Recorder, RequestRecord};
+use crate::measure::LoadKind;
 use crate::scenario::Scenario;
 use crate::settings::Settings;
 
@@ -216,12 +217,20 @@ impl From<&LoadConfig> for LoadJson {
     }
 }
 
-/// A lab run's settings: the time scale, the propagation lag, the restarts and the load.
+/// A lab run's settings: the time scale, the propagation lag, the restarts and the load (its
+/// kind named as `lab loadgen` names it in a real cluster's record).
 #[derive(Serialize)]
 struct SettingsJson {
     time_scale: f64,
     lag_model_ms: (f64, f64),
     restarts: u32,
+    kind: &'static str,
+    /// The grpc-* and websocket loads' long-lived connections (none for `http`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connections: Option<usize>,
+    /// Replies per `Count` stream (grpc-stream only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_messages: Option<u32>,
     #[serde(flatten)]
     load: LoadJson,
 }
@@ -234,6 +243,10 @@ fn settings_json(s: &Settings) -> SettingsJson {
             s.lag.1.as_secs_f64() * 1000.0,
         ),
         restarts: s.restarts,
+        kind: s.protocol.kind.name(),
+        connections: (s.protocol.kind != LoadKind::Http).then_some(s.protocol.connections),
+        stream_messages: (s.protocol.kind == LoadKind::GrpcStream)
+            .then_some(s.protocol.stream_messages),
         // The matrix gives the load the run's seed (`Settings::seed`).
         load: LoadJson::from(&s.load),
     }
