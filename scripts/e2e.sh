@@ -34,6 +34,9 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 source scripts/lib.sh
 source scripts/images.sh
+# The binaries images_binaries builds (the dist profile): the same lameduck runs inject and check
+# here as in the image.
+BIN=$REPO/target/dist
 
 ALL_SCENARIOS=(bare prestop-sleep lameduck lameduck-native lameduck-no-drain injected)
 LOAD=${E2E_LOAD:-}
@@ -208,7 +211,7 @@ EOF
         local inject_args=() summary
         mapfile -t inject_args < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$REPO/scripts/e2e/$s/inject.args")
         mv "$dir/rendered.yaml" "$dir/input.yaml"
-        "$REPO/target/release/lameduck" inject --image "${IMAGE[lameduck]}" "${inject_args[@]}" \
+        "$BIN/lameduck" inject --image "${IMAGE[lameduck]}" "${inject_args[@]}" \
             "$dir/input.yaml" >"$dir/rendered.yaml" 2>"$dir/inject.txt" ||
             die "$s: lameduck inject failed: $(tail -n 1 "$dir/inject.txt")"
         sed 's/^/     /' "$dir/inject.txt"
@@ -217,7 +220,7 @@ EOF
             ${BASH_REMATCH[1]} == "${BASH_REMATCH[2]}" ]] ||
             die "$s: lameduck inject left workloads alone ($summary)"
     fi
-    "$REPO/target/release/lameduck" check --kube-version "1.$server_minor" "$dir/rendered.yaml" \
+    "$BIN/lameduck" check --kube-version "1.$server_minor" "$dir/rendered.yaml" \
         >"$dir/check.txt" 2>&1 || true
     echo "     lameduck check --kube-version 1.$server_minor: $(tail -n 1 "$dir/check.txt")"
 
@@ -346,7 +349,7 @@ done
 
 step "report (server $server_git, $RESTARTS rollouts per scenario, $RATE req/s, $TRAFFIC)"
 rc=0
-"$REPO/target/release/lab" e2e-report --out "$OUT" --front kube-proxy $TEETH_WARN_ONLY "${REPORT_RUNS[@]}" || rc=$?
+"$BIN/lab" e2e-report --out "$OUT" --front kube-proxy $TEETH_WARN_ONLY "${REPORT_RUNS[@]}" || rc=$?
 echo "Timelines: $OUT/<scenario>/timeline.svg; every request and event: $OUT/<scenario>/run.json"
 echo "e2e: $((SECONDS - started)) s, exit $rc"
 exit "$rc"
