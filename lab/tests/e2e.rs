@@ -46,16 +46,7 @@ fn loadgen_records_every_request_and_stops_when_stdin_closes() {
 
     assert_eq!(doc["stopped_by"], "stdin closed");
     assert_eq!(doc["target"], addr.to_string());
-    let reqs = doc["requests"].as_array().unwrap();
-    assert!(
-        reqs.len() >= 30,
-        "{} requests at 40/s over 1.5 s",
-        reqs.len()
-    );
-    for r in reqs {
-        assert_eq!(r["outcome"], "ok", "{r}");
-        assert_eq!(r["pod"], "e2e-test", "{r}");
-    }
+    let reqs = all_answered_by(&doc, "e2e-test", "http");
     for (field, value) in [
         ("client", "new"),
         ("client", "keepalive"),
@@ -92,15 +83,8 @@ fn loadgen_sends_grpc_and_websocket_through_lameduck() {
         assert_eq!(doc["stopped_by"], "stdin closed", "{kind}");
         assert_eq!(doc["kind"], kind);
         assert_eq!(doc["connections"], 2, "{kind}");
-        let reqs = doc["requests"].as_array().unwrap();
-        assert!(
-            reqs.len() >= 30,
-            "{kind}: {} units at 40/s over 1.5 s",
-            reqs.len()
-        );
+        let reqs = all_answered_by(&doc, "e2e-protocols", kind);
         for r in reqs {
-            assert_eq!(r["outcome"], "ok", "{kind}: {r}");
-            assert_eq!(r["pod"], "e2e-protocols", "{kind}: {r}");
             assert_eq!(r["method"], method, "{kind}: {r}");
             assert_eq!(r["client"], client, "{kind}: {r}");
         }
@@ -110,6 +94,21 @@ fn loadgen_sends_grpc_and_websocket_through_lameduck() {
             "{kind}: the load did not keep its connections"
         );
     }
+}
+
+/// The records of a 1.5 s load at 40/s: at least 30, each answered (`ok`) by `pod`.
+fn all_answered_by<'a>(doc: &'a Value, pod: &str, kind: &str) -> &'a [Value] {
+    let reqs = doc["requests"].as_array().unwrap();
+    assert!(
+        reqs.len() >= 30,
+        "{kind}: {} units at 40/s over 1.5 s",
+        reqs.len()
+    );
+    for r in reqs {
+        assert_eq!(r["outcome"], "ok", "{kind}: {r}");
+        assert_eq!(r["pod"], pod, "{kind}: {r}");
+    }
+    reqs
 }
 
 /// lameduck on `data` (admin on `admin`) in front of `upstream`, once its data port accepts and

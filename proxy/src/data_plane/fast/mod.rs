@@ -87,6 +87,15 @@ struct Answered {
     app_reusable: bool,
 }
 
+/// A response body on its way: the client it goes to, the app connection it comes from, and
+/// the buffer that holds what came with the head (the body's first bytes start at `head_len`).
+struct Body<'a> {
+    client: &'a mut TcpStream,
+    up: &'a mut TcpStream,
+    ubuf: &'a mut Vec<u8>,
+    head_len: usize,
+}
+
 /// Why a request could not be completed.
 enum Failure {
     /// The app failed before the client got anything: answer with an error response.
@@ -452,21 +461,22 @@ impl FastPath {
         let reusable = resp.upstream_reusable;
         let head_len = resp.head_len;
         let out = resp.client_head;
+        let body = Body {
+            client,
+            up,
+            ubuf,
+            head_len,
+        };
         let ended_clean = match resp.framing {
             Framing::Empty => {
-                let clean = ubuf.len() == head_len;
-                self.write_head_with(client, out, &[]).await?;
+                let clean = body.ubuf.len() == head_len;
+                self.write_head_with(body.client, out, &[]).await?;
                 clean
             }
-            Framing::Length(n) => self.send_length(client, up, ubuf, out, head_len, n).await?,
-            Framing::Chunked => self.send_chunked(client, up, ubuf, out, head_len).await?,
-            Framing::UntilClose if resp.rechunk => {
-                self.send_rechunked(client, up, ubuf, out, head_len).await?
-            }
-            Framing::UntilClose => {
-                self.send_until_close(client, up, ubuf, out, head_len)
-                    .await?
-            }
+            Framing::Length(n) => self.send_length(body, out, n).await?,
+            Framing::Chunked => self.send_chunked(body, out).await?,
+            Framing::UntilClose if resp.rechunk => self.send_rechunked(body, out).await?,
+            Framing::UntilClose => self.send_until_close(body, out).await?,
         };
         Ok(ended_clean && reusable)
     }
@@ -486,52 +496,37 @@ impl FastPath {
     }
 
     /// A `Content-Length` body. Returns whether the app sent nothing past it.
-    async fn send_length(
-        &self,
-        client: &mut TcpStream,
-        up: &mut TcpStream,
-        ubuf: &mut Vec<u8>,
-        out: Vec<u8>,
-        head_len: usize,
-        n: u64,
-    ) -> Result<bool, Failure> {
-        let body = &ubuf[head_len..];
+    async fn send_length(&self, b: Body<'_>, out: Vec<u8>, n: u64) -> Result<bool, Failure> {
+        let body = &b.ubuf[b.head_len..];
         let take = usize::try_from(n).map_or(body.len(), |n| n.min(body.len()));
         let extra = body.len() > take;
-        self.write_head_with(client, out, &body[..take]).await?;
+        self.write_head_with(b.client, out, &body[..take]).await?;
         let rest = n - take as u64;
         if rest > 0 {
-            self.copy_exact(up, client, rest, ubuf).await?;
+            self.copy_exact(b.up, b.client, rest, b.ubuf).await?;
         }
         Ok(!extra)
     }
 
     /// A chunked body, passed on as it is, up to its last chunk (tracked by [`ChunkedEnd`]).
     /// Returns whether the app sent nothing past it.
-    async fn send_chunked(
-        &self,
-        client: &mut TcpStream,
-        up: &mut TcpStream,
-        ubuf: &mut Vec<u8>,
-        out: Vec<u8>,
-        head_len: usize,
-    ) -> Result<bool, Failure> {
+    async fn send_chunked(&self, b: Body<'_>, out: Vec<u8>) -> Result<bool, Failure> {
         let mut end = ChunkedEnd::default();
         let bad = |e: body::BadChunk| {
             Failure::UpstreamMidResponse(UpstreamErrorKind::Protocol, e.to_string())
         };
-        let body = &ubuf[head_len..];
+        let body = &b.ubuf[b.head_len..];
         let mut done = end.feed(body).map_err(bad)?;
         let mut extra = done.is_some_and(|k| k < body.len());
-        self.write_head_with(client, out, &body[..done.unwrap_or(body.len())])
+        self.write_head_with(b.client, out, &body[..done.unwrap_or(body.len())])
             .await?;
         while done.is_none() {
-            if self.next_piece(up, ubuf).await? == 0 {
+            if self.next_piece(b.up, b.ubuf).await? == 0 {
                 return Err(mid_response(io::ErrorKind::UnexpectedEof.into()));
             }
-            done = end.feed(ubuf).map_err(bad)?;
-            extra = done.is_some_and(|k| k < ubuf.len());
-            self.write(client, &ubuf[..done.unwrap_or(ubuf.len())])
+            done = end.feed(b.ubuf).map_err(bad)?;
+            extra = done.is_some_and(|k| k < b.ubuf.len());
+            self.write(b.client, &b.ubuf[..done.unwrap_or(b.ubuf.len())])
                 .await?;
         }
         Ok(!extra)
@@ -540,27 +535,20 @@ impl FastPath {
     /// A body that ends when the app closes, sent to an HTTP/1.1 client as chunks: each piece
     /// as a chunk, the last chunk only at the app's clean EOF, so a body the app cut short
     /// (reset, stall) ends without it, which every client detects. Never reusable.
-    async fn send_rechunked(
-        &self,
-        client: &mut TcpStream,
-        up: &mut TcpStream,
-        ubuf: &mut Vec<u8>,
-        mut out: Vec<u8>,
-        head_len: usize,
-    ) -> Result<bool, Failure> {
-        push_chunk(&mut out, &ubuf[head_len..]);
-        self.write_head_with(client, out, &[]).await?;
+    async fn send_rechunked(&self, b: Body<'_>, mut out: Vec<u8>) -> Result<bool, Failure> {
+        push_chunk(&mut out, &b.ubuf[b.head_len..]);
+        self.write_head_with(b.client, out, &[]).await?;
         let mut framed = buffers::take();
         loop {
-            let n = self.next_piece(up, ubuf).await?;
+            let n = self.next_piece(b.up, b.ubuf).await?;
             framed.clear();
             if n == 0 {
                 framed.extend_from_slice(b"0\r\n\r\n");
-                self.write(client, &framed).await?;
+                self.write(b.client, &framed).await?;
                 break;
             }
-            push_chunk(&mut framed, ubuf);
-            self.write(client, &framed).await?;
+            push_chunk(&mut framed, b.ubuf);
+            self.write(b.client, &framed).await?;
         }
         buffers::give(framed);
         Ok(false)
@@ -569,23 +557,17 @@ impl FastPath {
     /// A body that ends when the app closes, passed on as it is (to an HTTP/1.0 client, or
     /// with a Transfer-Encoding other than chunked); the client's connection closes after it.
     /// Never reusable.
-    async fn send_until_close(
-        &self,
-        client: &mut TcpStream,
-        up: &mut TcpStream,
-        ubuf: &mut Vec<u8>,
-        out: Vec<u8>,
-        head_len: usize,
-    ) -> Result<bool, Failure> {
-        self.write_head_with(client, out, &ubuf[head_len..]).await?;
+    async fn send_until_close(&self, b: Body<'_>, out: Vec<u8>) -> Result<bool, Failure> {
+        self.write_head_with(b.client, out, &b.ubuf[b.head_len..])
+            .await?;
         let until_close = |f| match f {
             Failure::UpstreamMidResponse(kind, e) => {
                 Failure::UpstreamMidResponseUntilClose(kind, e)
             }
             other => other,
         };
-        while self.next_piece(up, ubuf).await.map_err(until_close)? > 0 {
-            self.write(client, ubuf).await?;
+        while self.next_piece(b.up, b.ubuf).await.map_err(until_close)? > 0 {
+            self.write(b.client, b.ubuf).await?;
         }
         Ok(false)
     }
