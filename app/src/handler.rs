@@ -13,11 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 
-/// The header that tells a client (a test, the lab) which pod answered.
-pub static SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+use crate::respond::{delay_override, text, SERVED_BY};
 
 /// What every request handler shares: the settings it answers with and the counters the
 /// shutdown report reads.
@@ -154,23 +153,6 @@ impl App {
     }
 }
 
-/// `?delay_ms=N` overrides the response delay for one request, so one app can serve both the
-/// long and the short requests a rollout test needs.
-pub(crate) fn delay_override(query: Option<&str>) -> Result<Option<Duration>, String> {
-    let Some(query) = query else { return Ok(None) };
-    for pair in query.split('&') {
-        if let Some(value) = pair.strip_prefix("delay_ms=") {
-            return value
-                .parse::<u64>()
-                .map(|ms| Some(Duration::from_millis(ms)))
-                .map_err(|_| {
-                    format!("delay_ms must be a whole number of milliseconds, got `{value}`")
-                });
-        }
-    }
-    Ok(None)
-}
-
 /// Reads a body to its end without keeping it: only its size is of interest.
 async fn body_len(mut body: Incoming) -> Result<u64, hyper::Error> {
     let mut len = 0u64;
@@ -180,17 +162,6 @@ async fn body_len(mut body: Incoming) -> Result<u64, hyper::Error> {
         }
     }
     Ok(len)
-}
-
-pub(crate) fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
-    *response.status_mut() = status;
-    // What Go's content sniffing sets for the seed's plain-text answers.
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 /// The seed logs `time.Now().Unix()`: whole seconds since the epoch.

@@ -8,6 +8,7 @@ mod config;
 mod grpc;
 mod handler;
 mod logging;
+mod respond;
 mod server;
 mod shutdown;
 mod websocket;

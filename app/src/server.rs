@@ -29,7 +29,8 @@ use tonic::service::Routes;
 
 use crate::config::Config;
 use crate::grpc::{self, Tracked};
-use crate::handler::{App, InFlight, SERVED_BY};
+use crate::handler::{App, InFlight};
+use crate::respond::SERVED_BY;
 use crate::shutdown::Signal;
 
 /// Either the HTTP app's answer or a gRPC one.

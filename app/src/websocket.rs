@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::handler::{delay_override, text, SERVED_BY};
+use crate::respond::{delay_override, text, SERVED_BY};
 
 /// The path of the echo endpoint.
 pub const PATH: &str = "/ws";

@@ -4,11 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-/// The same duration parser as lameduck's and slowapp's.
-pub(crate) use lameduck_common::duration::parse as parse_duration;
 
 use crate::fronts::FrontKind;
 use crate::measure::LoadKind;
+use crate::values::{parse_duration, parse_lag, parse_scale, positive_f64, share};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -139,39 +138,4 @@ pub struct RolloutArgs {
     /// No progress line.
     #[arg(long, short, env = "LAB_QUIET")]
     pub quiet: bool,
-}
-
-fn parse_lag(s: &str) -> Result<(Duration, Duration), String> {
-    let (a, b) = match s.split_once("..") {
-        Some((a, b)) => (parse_duration(a)?, parse_duration(b)?),
-        None => {
-            let d = parse_duration(s)?;
-            (d, d)
-        }
-    };
-    if b < a {
-        return Err(format!("`{s}`: the maximum is below the minimum"));
-    }
-    Ok((a, b))
-}
-
-fn parse_scale(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v <= 10.0 => Ok(v),
-        _ => Err(format!("`{s}` is not a factor in (0, 10]")),
-    }
-}
-
-pub(crate) fn positive_f64(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("`{s}` is not a positive number")),
-    }
-}
-
-pub(crate) fn share(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("`{s}` is not a share between 0 and 1")),
-    }
 }

@@ -14,6 +14,7 @@ mod run;
 mod scale;
 mod scenario;
 mod settings;
+mod values;
 
 use std::process::ExitCode;
 

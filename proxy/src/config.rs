@@ -10,50 +10,24 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 
 /// Safety margin the budget check adds on top of the three shutdown stages: the kubelet's own
 /// signalling, process exit and scheduling jitter all come out of the same grace period.
 pub const BUDGET_MARGIN: Duration = Duration::from_secs(2);
 
+/// The proxy's own command line, `lameduck [FLAGS]`, without the subcommands: what `check`
+/// and `inject` read a container's lameduck args with (a subcommand there is an error: it
+/// would not run the proxy). The binary's whole command line is [`crate::cli::Cli`].
 #[derive(Debug, Parser)]
 #[command(
     name = "lameduck",
-    version,
-    about = "Sidecar reverse proxy that keeps Kubernetes rollouts from dropping requests",
-    args_conflicts_with_subcommands = true,
-    // A flag given twice takes its last value: kustomize patches and Helm values that append
-    // `args` can override a base's without first deleting it.
+    // As the binary does: a flag given twice takes its last value.
     args_override_self = true
 )]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-
+pub struct RunCommand {
     #[command(flatten)]
     pub run: RunArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Check a rendered Deployment or Pod manifest for wiring that would break a zero-downtime
-    /// rollout (probes, preStop, grace-period budget, rollout strategy). FILE or - for stdin.
-    Check {
-        /// Path of the manifest (YAML or JSON, multi-document allowed), or - for stdin.
-        file: String,
-        /// The Kubernetes version of the server the manifest is for (1.31, v1.31.2): some
-        /// wiring works on newer servers only. The default is the oldest supported one.
-        #[arg(long, default_value_t = crate::check::KubeVersion::OLDEST_SUPPORTED)]
-        kube_version: crate::check::KubeVersion,
-    },
-    /// Wire lameduck into manifests: every Deployment, StatefulSet, DaemonSet, ReplicaSet and
-    /// Pod gets the sidecar, its probes, preStop and grace period; the input's Services target
-    /// it. Manifests on stdout, one line per workload on stderr (docs/injection.md).
-    Inject(crate::inject::InjectArgs),
-    /// Serve a mutating admission webhook that injects lameduck into Pods at creation, in
-    /// namespaces labelled lameduck.io/inject=enabled or pods annotated so (docs/injection.md).
-    /// `lameduck webhook cert` makes a self-signed certificate for it.
-    Webhook(Box<crate::webhook::WebhookCommand>),
 }
 
 /// The flags of the proxy itself (`lameduck [FLAGS]`).
@@ -474,7 +448,7 @@ mod tests {
     fn parse(args: &[&str]) -> RunArgs {
         let mut argv = vec!["lameduck"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).expect("parses").run
+        RunCommand::try_parse_from(argv).expect("parses").run
     }
 
     #[test]

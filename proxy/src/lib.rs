@@ -10,6 +10,7 @@
 
 mod admin;
 pub mod check;
+pub mod cli;
 pub mod config;
 mod data_plane;
 pub mod inject;

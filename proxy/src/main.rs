@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use lameduck::config::{Cli, Command};
+use lameduck::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

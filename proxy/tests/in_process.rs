@@ -13,7 +13,7 @@ use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use lameduck::config::Cli;
+use lameduck::config::RunCommand;
 use lameduck::{Listeners, Outcome, Signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -39,7 +39,7 @@ fn start(upstream: SocketAddr, flags: &[&str]) -> InProcess {
     let upstream = upstream.to_string();
     let mut argv = vec!["lameduck", "--upstream", &upstream, "--app-probe", "tcp"];
     argv.extend_from_slice(flags);
-    let config = Cli::try_parse_from(argv)
+    let config = RunCommand::try_parse_from(argv)
         .expect("flags parse")
         .run
         .into_config()

@@ -41,11 +41,11 @@ pub struct LoadgenArgs {
     pub stream_messages: u32,
 
     /// Requests per second, open loop.
-    #[arg(long, default_value_t = 80.0, value_parser = crate::cli::positive_f64)]
+    #[arg(long, default_value_t = 80.0, value_parser = crate::values::positive_f64)]
     pub rate: f64,
 
     /// Stop after this long at the latest.
-    #[arg(long, default_value = "10m", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = crate::values::parse_duration)]
     pub duration: Duration,
 
     /// Also stop when stdin reaches end of file (`kubectl attach -i` closing).
@@ -53,27 +53,27 @@ pub struct LoadgenArgs {
     pub stop_on_stdin_eof: bool,
 
     /// Share of requests from keep-alive clients; the rest open a connection per request.
-    #[arg(long, default_value_t = 0.5, value_parser = crate::cli::share)]
+    #[arg(long, default_value_t = 0.5, value_parser = crate::values::share)]
     pub keepalive_share: f64,
 
     /// Share of POSTs with a body.
-    #[arg(long, default_value_t = 0.3, value_parser = crate::cli::share)]
+    #[arg(long, default_value_t = 0.3, value_parser = crate::values::share)]
     pub post_share: f64,
 
     /// Share of long requests.
-    #[arg(long, default_value_t = 0.2, value_parser = crate::cli::share)]
+    #[arg(long, default_value_t = 0.2, value_parser = crate::values::share)]
     pub long_share: f64,
 
     /// `delay_ms` of a short request.
-    #[arg(long, default_value = "100ms", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "100ms", value_parser = crate::values::parse_duration)]
     pub short_delay: Duration,
 
     /// `delay_ms` of a long request (the seed's handler sleeps 5 s).
-    #[arg(long, default_value = "5s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::values::parse_duration)]
     pub long_delay: Duration,
 
     /// A request with no complete response after this counts as a timeout.
-    #[arg(long, default_value = "30s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::values::parse_duration)]
     pub request_timeout: Duration,
 
     /// Seed of the load mix.

@@ -3,7 +3,7 @@
 //! write instead.
 //!
 //! lameduck's own settings are read the way lameduck reads them: the container's `LAMEDUCK_*`
-//! env entries and its `args` go through the same clap definition ([`Cli`]) and the same budget
+//! env entries and its `args` go through the same clap definition ([`RunCommand`]) and the same budget
 //! arithmetic ([`RunArgs::shutdown_budget`]), so the check cannot drift from the binary.
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use clap::{CommandFactory, Parser};
 use lameduck_k8s::{resolve_limit, DEFAULT_ROLLOUT_LIMIT};
 
 use super::manifest::{Container, IntOrString, Service, Workload};
-use crate::config::{fmt_duration, Cli, RunArgs};
+use crate::config::{fmt_duration, RunArgs, RunCommand};
 
 /// The grace period the kubelet applies when a pod spec sets none.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -254,15 +254,8 @@ fn lameduck_config(c: &Container, v: &mut Verdict) -> Option<RunArgs> {
     argv.extend(env_as_flags(c, v));
     argv.extend(command_flags(c, v));
     argv.extend(c.args.iter().cloned());
-    let cli = match Cli::try_parse_from(&argv) {
-        Ok(cli) if cli.command.is_none() => cli,
-        Ok(_) => {
-            v.error(format!(
-                "container \"{}\": args run a subcommand, not the proxy",
-                c.name
-            ));
-            return None;
-        }
+    let cli = match RunCommand::try_parse_from(&argv) {
+        Ok(cli) => cli,
         Err(e) => {
             let first = crate::config::flag_error_summary(&e);
             v.error(format!(
@@ -287,7 +280,7 @@ fn lameduck_config(c: &Container, v: &mut Verdict) -> Option<RunArgs> {
 /// The container's `LAMEDUCK_*` env entries as the flags they stand for (clap's own env
 /// names, so the mapping cannot drift); what cannot be read offline is warned about.
 fn env_as_flags(c: &Container, v: &mut Verdict) -> Vec<String> {
-    let env_flags: HashMap<String, String> = Cli::command()
+    let env_flags: HashMap<String, String> = RunCommand::command()
         .get_arguments()
         .filter_map(|a| {
             let env = a.get_env()?.to_str()?.to_string();
@@ -824,7 +817,7 @@ mod tests {
     #[test]
     fn env_names_map_to_flags() {
         // Every LAMEDUCK_* variable the check can translate is a real flag of the binary.
-        let cmd = Cli::command();
+        let cmd = RunCommand::command();
         let envs: Vec<String> = cmd
             .get_arguments()
             .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))

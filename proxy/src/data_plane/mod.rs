@@ -435,7 +435,7 @@ pub(crate) async fn linger_close(mut stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Cli;
+    use crate::config::RunCommand;
     use clap::Parser;
 
     /// Every open connection is one task holding this future, idle keep-alive connections
@@ -444,7 +444,7 @@ mod tests {
     /// of it. Was 5.6 KiB per connection before that (debug build); now about 1.4 KiB.
     #[tokio::test]
     async fn an_idle_connection_task_holds_no_request_state() {
-        let cfg = Cli::try_parse_from(["lameduck", "--upstream", "127.0.0.1:1"])
+        let cfg = RunCommand::try_parse_from(["lameduck", "--upstream", "127.0.0.1:1"])
             .unwrap()
             .run
             .into_config()

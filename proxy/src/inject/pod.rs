@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::ports::{self, Looks};
 use super::settings::{self, InjectOptions, PortRef, Resolved};
-use crate::config::{AppProbe, Cli};
+use crate::config::{AppProbe, RunCommand};
 
 /// The name of the injected container (what `lameduck check` and a second `inject` look for).
 pub const CONTAINER: &str = "lameduck";
@@ -384,7 +384,7 @@ fn ceil_secs(d: Duration) -> i64 {
 /// the injection here, not the pod at start-up.
 fn parse_lameduck(args: &[String]) -> Result<crate::config::RunArgs, String> {
     let argv = std::iter::once("lameduck".to_string()).chain(args.iter().cloned());
-    match Cli::try_parse_from(argv) {
+    match RunCommand::try_parse_from(argv) {
         Ok(cli) => Ok(cli.run),
         Err(e) => {
             let first = crate::config::flag_error_summary(&e);

@@ -186,13 +186,13 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
-    use crate::config::Cli;
+    use crate::config::RunCommand;
 
     /// Every annotation stands for a real flag of the proxy, so a flag renamed or removed there
     /// fails here instead of turning its annotation into a silent no-op.
     #[test]
     fn every_tunable_is_a_lameduck_flag() {
-        let cmd = Cli::command();
+        let cmd = RunCommand::command();
         let longs: Vec<&str> = cmd.get_arguments().filter_map(|a| a.get_long()).collect();
         for flag in TUNABLE_FLAGS {
             assert!(longs.contains(flag), "--{flag} is not a lameduck flag");
