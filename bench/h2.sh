@@ -90,7 +90,9 @@ start haproxy haproxy -db -f "$RAW/haproxy-h2.cfg"
 TARGETS="direct lameduck nginx haproxy"
 for t in $TARGETS; do wait_h2 "$t" "$(port_of "$t")"; done
 
-NCPU=$(nproc) LAYOUT=unpinned
+# The online CPUs, not nproc: run.sh starts this script pinned to the load generator's CPU,
+# where nproc says 1 (and the rows came out unpinned).
+NCPU=$(getconf _NPROCESSORS_ONLN) LAYOUT=unpinned
 if [[ $NCPU -ge 2 ]]; then
     LAYOUT=pinned
     for t in $TARGETS; do for p in $(pids_of "$t"); do taskset -a -p -c 0 "$p" >/dev/null; done; done

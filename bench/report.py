@@ -15,7 +15,7 @@ import statistics
 import sys
 from pathlib import Path
 
-TARGETS = ["direct", "lameduck", "nginx", "haproxy"]
+TARGETS = ["direct", "lameduck", "baseline", "nginx", "haproxy"]
 MIB = 1024  # VmRSS is in kB (KiB)
 
 
@@ -144,7 +144,7 @@ def table(meta, summary, rss):
     def row(label, vals, unit="", ratios=True):
         out.append(f"{label:<{w}}" + "".join(f"{fmt(vals.get(t), unit):>11}" for t in targets))
         if ratios:
-            for name in ("nginx", "direct"):
+            for name in ("nginx", "baseline", "direct"):
                 if name in vals and vals[name] is not None:
                     out.append(f"{'  ratio to ' + name:<{w}}" + "".join(f"{ratio(vals.get(t), vals[name]):>11}" for t in targets))
 
@@ -218,6 +218,7 @@ def main():
     lines = [
         f"lameduck overhead benchmark: {meta['started']}, {meta['nproc']} CPU ({meta['cpu']}), "
         f"upstream {meta['upstream']}, {meta['lameduck']}",
+        *([f"baseline: {meta['baseline']}"] if meta.get("baseline") else []),
         f"nginx {meta['nginx']}, HAProxy {meta['haproxy']}, {meta['wrk']}, {meta['h2load']}; "
         f"wrk -c{meta['connections']} {meta['duration_s']}s, fixed rates {meta['latency_duration_s']}s each",
         "",

@@ -45,8 +45,13 @@ Usage: bench/run.sh [options]
                        lameduck/slowapp to run
   --no-build           do not run cargo build; use the binaries already in target/
   --lameduck-bin PATH  run this lameduck binary instead (e.g. a patched build); implies --no-build
-  --port-base P        first of the ports used on 127.0.0.1: P..P+4, and P+10..P+14 for the
-                       HTTP/2 and gRPC rows (bench/h2.sh) (default 28080)
+  --baseline-bin PATH  also run this lameduck binary (e.g. the last release, or main before a
+                       change) as the target "baseline", interleaved with the others in the same
+                       rounds, with "ratio to baseline" rows: a before/after in one run (HTTP/1.1
+                       rows only; the HTTP/2 rows run lameduck alone)
+  --port-base P        first of the ports used on 127.0.0.1: P..P+4 (and P+5, P+6 with
+                       --baseline-bin), P+10..P+14 for the HTTP/2 and gRPC rows (bench/h2.sh)
+                       (default 28080)
   --out DIR            where raw results go (default target/bench/run-<time>)
   -h, --help           this text
 EOF
@@ -57,7 +62,7 @@ log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 QUICK=0 ROUNDS=3 DURATION=8 LAT_DURATION=10 RATES="1000 5000" CONNECTIONS=50 IDLE_CONNS=2000
 LAYOUTS="pinned unpinned" TARGETS="direct lameduck nginx haproxy" UPSTREAM_KIND=nginx
-PROFILE=dist BUILD=1 PORT_BASE=28080 OUT="" LAMEDUCK_BIN=""
+PROFILE=dist BUILD=1 PORT_BASE=28080 OUT="" LAMEDUCK_BIN="" BASELINE_BIN=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
@@ -73,6 +78,7 @@ while [[ $# -gt 0 ]]; do
         --profile) PROFILE=${2:?--profile needs a value}; shift ;;
         --no-build) BUILD=0 ;;
         --lameduck-bin) LAMEDUCK_BIN=${2:?--lameduck-bin needs a value}; BUILD=0; shift ;;
+        --baseline-bin) BASELINE_BIN=${2:?--baseline-bin needs a value}; shift ;;
         --port-base) PORT_BASE=${2:?--port-base needs a value}; shift ;;
         --out) OUT=${2:?--out needs a value}; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -88,8 +94,13 @@ for v in ROUNDS DURATION LAT_DURATION CONNECTIONS IDLE_CONNS PORT_BASE; do
 done
 for r in $RATES; do [[ $r =~ ^[1-9][0-9]*$ ]] || { echo "bench: --rates: '$r' is not a rate" >&2; exit 2; }; done
 for l in $LAYOUTS; do [[ $l == pinned || $l == unpinned ]] || { echo "bench: --layouts: unknown layout '$l'" >&2; exit 2; }; done
-for t in $TARGETS; do [[ $t =~ ^(direct|lameduck|nginx|haproxy)$ ]] || { echo "bench: --targets: unknown target '$t'" >&2; exit 2; }; done
+for t in $TARGETS; do [[ $t =~ ^(direct|lameduck|baseline|nginx|haproxy)$ ]] || { echo "bench: --targets: unknown target '$t'" >&2; exit 2; }; done
 [[ $UPSTREAM_KIND == nginx || $UPSTREAM_KIND == slowapp ]] || { echo "bench: --upstream must be nginx or slowapp" >&2; exit 2; }
+if [[ -n $BASELINE_BIN ]]; then
+    [[ -x $BASELINE_BIN ]] || { echo "bench: --baseline-bin: $BASELINE_BIN is not an executable" >&2; exit 2; }
+    [[ " $TARGETS " == *" baseline "* ]] || TARGETS="${TARGETS/lameduck/lameduck baseline}"
+    [[ " $TARGETS " == *" baseline "* ]] || TARGETS="$TARGETS baseline"
+fi
 [[ $PROFILE == dist || $PROFILE == release || $PROFILE == debug ]] || { echo "bench: --profile must be dist, release or debug" >&2; exit 2; }
 
 NCPU=$(nproc)
@@ -136,7 +147,9 @@ bench_scratch run
 
 P_UPSTREAM=$PORT_BASE P_LAMEDUCK=$((PORT_BASE + 1)) P_ADMIN=$((PORT_BASE + 2))
 P_NGINX=$((PORT_BASE + 3)) P_HAPROXY=$((PORT_BASE + 4))
+P_BASELINE=$((PORT_BASE + 5)) P_BASELINE_ADMIN=$((PORT_BASE + 6))
 bench_ports_free $P_UPSTREAM $P_LAMEDUCK $P_ADMIN $P_NGINX $P_HAPROXY
+[[ -z $BASELINE_BIN ]] || bench_ports_free $P_BASELINE $P_BASELINE_ADMIN
 # 1000 idle connections (plus the upstream side) need more descriptors than the usual 1024.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [[ $(ulimit -n) == unlimited || $(ulimit -n) -ge $((IDLE_CONNS * 2 + 256)) ]] ||
@@ -150,7 +163,7 @@ fd_count() { # pids...: open file descriptors, summed
 
 port_of() {
     case $1 in
-        direct) echo "$P_UPSTREAM" ;; lameduck) echo "$P_LAMEDUCK" ;;
+        direct) echo "$P_UPSTREAM" ;; lameduck) echo "$P_LAMEDUCK" ;; baseline) echo "$P_BASELINE" ;;
         nginx) echo "$P_NGINX" ;; haproxy) echo "$P_HAPROXY" ;;
     esac
 }
@@ -179,6 +192,11 @@ for t in $TARGETS; do
         lameduck)
             start lameduck env RUST_LOG="${RUST_LOG:-info}" "$LAMEDUCK_BIN" \
                 --listen "127.0.0.1:$P_LAMEDUCK" --admin-listen "127.0.0.1:$P_ADMIN" \
+                --upstream "$UP" --app-probe tcp ;;
+        baseline)
+            [[ -n $BASELINE_BIN ]] || die "the baseline target needs --baseline-bin PATH"
+            start baseline env RUST_LOG="${RUST_LOG:-info}" "$BASELINE_BIN" \
+                --listen "127.0.0.1:$P_BASELINE" --admin-listen "127.0.0.1:$P_BASELINE_ADMIN" \
                 --upstream "$UP" --app-probe tcp ;;
         nginx)
             render "$BENCH_DIR/nginx-proxy.conf" "$RAW/nginx-proxy.conf" "$P_NGINX" "$UP"
@@ -300,6 +318,7 @@ cat >"$OUT/meta.json" <<EOF
 {"started":"$(date -u +%FT%TZ)","nproc":$NCPU,"cpu":"$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)",
  "kernel":"$(uname -r)","mem_total_kb":$(awk '/MemTotal/ {print $2}' /proc/meminfo),
  "lameduck":"$("$LAMEDUCK_BIN" --version 2>/dev/null | head -1) ($PROFILE, built $(date -u -r "$LAMEDUCK_BIN" +%FT%TZ), tree at git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))",
+ "baseline":"$([[ -z $BASELINE_BIN ]] || echo "$BASELINE_BIN, built $(date -u -r "$BASELINE_BIN" +%FT%TZ)")",
  "upstream":"$UPSTREAM_KIND","wrk":"$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')","h2load":"$(h2load --version | head -1)",
  "nginx":"$("$NGINX" -v 2>&1 | sed 's/.*: //')","haproxy":"$("$HAPROXY" -v | head -1 | awk '{print $3}')",
  "rounds":$ROUNDS,"duration_s":$DURATION,"latency_duration_s":$LAT_DURATION,"rates":[${RATES// /,}],
