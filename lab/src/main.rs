@@ -1,6 +1,9 @@
 //! `lab`: parse the command line, run the matrix, map the outcome to an exit code
 //! (0 all good; 1 a lameduck scenario lost a request or a run failed; 2 a bad command line).
 
+// One exception, `procs::harden`'s pre_exec hook (PR_SET_PDEATHSIG in the child).
+#![deny(unsafe_code)]
+
 mod cli;
 mod cluster;
 mod e2e;

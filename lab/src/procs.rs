@@ -13,12 +13,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
-/// Prepares a command: own process group, killed with the lab.
+/// Prepares a command: own process group, killed with the lab. The lab's one `unsafe`: a
+/// `pre_exec` hook (unsafe by its contract: it runs between fork and exec).
+#[allow(unsafe_code)]
 pub fn harden(cmd: &mut Command) {
     cmd.process_group(0);
     cmd.kill_on_drop(true);
@@ -59,12 +62,17 @@ pub fn unregister(pid: u32) {
     LIVE.lock().expect("procs lock").remove(&(pid as i32));
 }
 
-/// Sends `sig` to one process (not its group): what the kubelet does to a container.
+/// Sends `sig` to one process (not its group): what the kubelet does to a container. A pid
+/// that has exited meanwhile gets ESRCH, which is fine.
 pub fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) with a pid we spawned; a stale pid at worst gets ESRCH.
-    unsafe {
-        libc::kill(pid as i32, sig);
+    if let Ok(sig) = Signal::try_from(sig) {
+        let _ = kill(Pid::from_raw(pid as i32), sig);
     }
+}
+
+/// SIGKILLs the process group `leader` leads (see [`harden`]).
+fn kill_group(leader: i32) {
+    let _ = killpg(Pid::from_raw(leader), Signal::SIGKILL);
 }
 
 /// How long a front daemon gets to finish after its graceful-stop signal.
@@ -81,10 +89,7 @@ pub async fn stop_daemon(pid: u32, child: &mut Child, graceful: i32) {
         .await
         .is_err()
     {
-        // SAFETY: the daemon leads its own process group (see `harden`).
-        unsafe {
-            libc::kill(-(pid as i32), libc::SIGKILL);
-        }
+        kill_group(pid as i32);
         let _ = child.wait().await;
     }
     unregister(pid);
@@ -97,10 +102,7 @@ pub fn kill_all() {
         Err(p) => std::mem::take(&mut *p.into_inner()).into_iter().collect(),
     };
     for pid in pids {
-        // SAFETY: each pid leads its own process group (process_group(0)).
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
+        kill_group(pid);
     }
 }
 

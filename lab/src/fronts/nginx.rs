@@ -139,7 +139,7 @@ fn upstream_servers(endpoints: &[Endpoint]) -> String {
 /// As root, nginx would switch its workers to `nobody`; keep them as the lab's user so they
 /// can use the temp paths under the output directory.
 fn workers_user() -> &'static str {
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         "user root root;\n"
     } else {
         ""
