@@ -22,9 +22,10 @@
 //! sent GOAWAY (h2 refuses new streams on a connection that got a GOAWAY, and fails those above
 //! its last stream id; tonic reports `INTERNAL` "h2 protocol error"), or REFUSED_STREAM. Such a
 //! call is sent again (up to 5 attempts in all: the balancer may pick the same closing
-//! connection once more), is recorded as `retried`, and counts by its last outcome. `UNAVAILABLE` (a refused or
-//! reset connection, lameduck's "drain timeout reached" trailers) is never retried: a client
-//! needs a retry policy for that, and the lab measures what reaches the application.
+//! connection once more), is recorded as `retried`, and counts by its last outcome.
+//! `UNAVAILABLE` (a refused or reset connection, lameduck's "drain timeout reached" trailers) is
+//! never retried: a client needs a retry policy for that, and the lab measures what reaches the
+//! application.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
