@@ -326,8 +326,7 @@ impl H2Forwarder {
             grpc,
             upstream: self.upstream,
             ended: false,
-            metrics: Arc::clone(&self.metrics),
-            _scope: scope,
+            scope,
         });
         Response::from_parts(parts, body)
     }
@@ -534,9 +533,8 @@ struct Relay {
     grpc: bool,
     upstream: SocketAddr,
     ended: bool,
-    metrics: Arc<DataPlaneMetrics>,
     /// Held until the body ends or is dropped: that is when the stream is recorded.
-    _scope: Scope,
+    scope: Scope,
 }
 
 impl Relay {
@@ -592,7 +590,11 @@ impl Body for ProxyBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                relay.metrics.upstream_error(UpstreamErrorKind::Closed);
+                relay
+                    .scope
+                    .request
+                    .metrics()
+                    .upstream_error(UpstreamErrorKind::Closed);
                 let detail = crate::upstream_h2::error_text(&e);
                 tracing::warn!(kind = "closed", upstream = %relay.upstream, grpc = relay.grpc, error = %detail, "upstream error (h2c) mid-response");
                 if relay.grpc {

@@ -42,6 +42,11 @@ impl RequestScope {
         self.phase
     }
 
+    /// The data plane's counters this request is recorded in.
+    pub fn metrics(&self) -> &DataPlaneMetrics {
+        &self.metrics
+    }
+
     /// The status the client was sent (the last one set counts).
     pub fn answered(&mut self, status: u16) {
         self.status = Some(status);
